@@ -1,0 +1,54 @@
+# The two commands a newcomer needs: `make demo` (the main job) and `make test` (every check).
+# Each installs what it needs: a virtualenv in .venv (pinned by requirements.lock) and the
+# control-plane binaries (cached in ~/.cache/grok-operator, built from their Go modules if absent).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv binaries test lint unit demo demo-down bench bench-quick protos clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
+	touch $(STAMP)
+
+## Control-plane binaries: $KUBEBUILDER_ASSETS, else the cache, else a build with Go (tens of minutes cold).
+binaries: venv
+	$(BIN)/grok-devcluster binaries
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+unit: venv
+	$(BIN)/pytest -q -m "not cluster and not multiprocess"
+
+## Every check: lint, type checks, layering contracts, unit, control-plane integration and end-to-end tests.
+test: venv binaries lint
+	$(BIN)/pytest -q -ra
+
+## The main job: a local cluster, the chart, the operator, a tiny model served over gRPC.
+demo: venv binaries
+	$(BIN)/python -m grok_devcluster.demo up
+
+demo-down: venv
+	$(BIN)/python -m grok_devcluster.demo down
+
+bench-quick: venv
+	$(BIN)/python -m bench quick
+
+bench: bench-quick
+
+protos: venv
+	$(BIN)/python protos/generate.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

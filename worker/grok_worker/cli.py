@@ -1,0 +1,40 @@
+"""`grok-worker`: the worker's command line.
+
+Subcommands dispatch to the module that owns them, imported lazily so `--help` stays fast:
+- `serve`: run the gRPC generation server (what a worker pod runs), `grok_worker.server.main`.
+- `make-checkpoint`: write a random-weight release-format checkpoint, `grok_worker.checkpoint.make`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+#: subcommand -> (module with `add_arguments(parser)` and `run(args) -> int`, help text)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("grok_worker.server.main", "serve the gRPC generation API (what a worker pod runs)"),
+    "make-checkpoint": (
+        "grok_worker.checkpoint.make",
+        "write a random-weight checkpoint in the Grok-1 release format",
+    ),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="grok-worker", description="Grok-1 serving worker")
+    sub = parser.add_subparsers(dest="command", required=True)
+    wanted = (list(argv) if argv is not None else sys.argv[1:])[:1]
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        if wanted == [name]:
+            importlib.import_module(module_name).add_arguments(p)
+    args = parser.parse_args(argv)
+    module = importlib.import_module(SUBCOMMANDS[args.command][0])
+    result: int = module.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

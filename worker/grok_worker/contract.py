@@ -1,0 +1,206 @@
+"""The contract between the operator and the worker: one definition, imported by both.
+
+Data flow: the operator renders a `WorkerConfig` from a GrokDeployment's spec, serialises it with
+`WorkerConfig.model_dump_json()` into a ConfigMap key (`CONFIG_FILE_NAME`), mounts that ConfigMap at
+`CONFIG_MOUNT_DIR`, and sets the environment variables named in `Env` on every pod of a replica group.
+The worker reads them back with `WorkerConfig.from_file()` and `GroupEnv.from_environ()`.
+
+This module must stay dependency-light (pydantic and the standard library only): the operator
+imports it and must never pull in JAX, gRPC or numpy (an import-linter contract enforces it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CONFIG_MOUNT_DIR = "/etc/grok"
+CONFIG_FILE_NAME = "worker.json"
+
+#: Ports the worker listens on unless the config says otherwise.
+DEFAULT_GRPC_PORT = 50051
+DEFAULT_METRICS_PORT = 9090
+#: Port the group's leader (host 0) opens for jax.distributed's coordinator service.
+DEFAULT_COORDINATOR_PORT = 8476
+
+Quantization = Literal["int8", "bf16"]
+
+
+class Env:
+    """Names of the environment variables the operator sets on every worker pod."""
+
+    #: Path of the mounted worker config file (JSON of `WorkerConfig`).
+    CONFIG_FILE = "GROK_CONFIG_FILE"
+    #: host:port of host 0 of this replica group (jax.distributed coordinator).
+    COORDINATOR_ADDRESS = "GROK_COORDINATOR_ADDRESS"
+    #: Number of processes (hosts) in this replica group.
+    NUM_PROCESSES = "GROK_NUM_PROCESSES"
+    #: This pod's index in its group, 0 = leader (from the StatefulSet pod-index label).
+    PROCESS_ID = "GROK_PROCESS_ID"
+    #: Accelerator devices this process owns (GPUs per host).
+    LOCAL_DEVICE_COUNT = "GROK_LOCAL_DEVICE_COUNT"
+    #: The device mesh, e.g. "data=1,expert=1,model=8"; overrides the config's mesh when set.
+    MESH = "GROK_MESH"
+    #: Name of the replica group (for logs and metrics labels).
+    GROUP_NAME = "GROK_GROUP_NAME"
+    #: Name of the pod (downward API), for logs.
+    POD_NAME = "GROK_POD_NAME"
+
+
+class ModelDims(BaseModel):
+    """Explicit dimensions of a model of the Grok-1 architecture (all sizes in elements)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    vocab_size: int = Field(gt=0)
+    d_model: int = Field(gt=0)
+    n_layers: int = Field(gt=0)
+    n_q_heads: int = Field(gt=0)
+    n_kv_heads: int = Field(gt=0)
+    head_dim: int = Field(gt=0)
+    n_experts: int = Field(gt=0)
+    experts_per_token: int = Field(gt=0)
+    ffn_size: int = Field(gt=0)
+    max_seq_len: int = Field(gt=0)
+
+
+class ModelSection(BaseModel):
+    """Which model to run: a named preset, or explicit dimensions."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    preset: str | None = "grok-1"
+    dims: ModelDims | None = None
+    quantization: Quantization = "int8"
+    #: Directory that holds the release-format `ckpt-0/` folder (or is it).
+    checkpoint_path: str = ""
+    #: SentencePiece model file; empty means the worker serves token ids only.
+    tokenizer_path: str = ""
+
+
+class MeshSpec(BaseModel):
+    """Sizes of the logical device-mesh axes; their product is the group's device count."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data: int = Field(default=1, ge=1)
+    expert: int = Field(default=1, ge=1)
+    model: int = Field(default=1, ge=1)
+
+    @property
+    def size(self) -> int:
+        return self.data * self.expert * self.model
+
+    def to_env(self) -> str:
+        return f"data={self.data},expert={self.expert},model={self.model}"
+
+    @classmethod
+    def from_env(cls, text: str) -> MeshSpec:
+        """Parse "data=1,expert=1,model=8"; raise ValueError naming the bad part."""
+        sizes: dict[str, int] = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            name, sep, value = part.partition("=")
+            if not sep or not value.strip().isdigit():
+                raise ValueError(f"{Env.MESH}: {part!r} is not of the form axis=size (e.g. model=8)")
+            sizes[name.strip()] = int(value)
+        unknown = set(sizes) - {"data", "expert", "model"}
+        if unknown:
+            raise ValueError(f"{Env.MESH}: unknown axis {sorted(unknown)}; use data, expert, model")
+        return cls(**sizes)
+
+
+class ServingSection(BaseModel):
+    """How the worker serves: ports, decode slots, lengths and the request queue."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    port: int = Field(default=DEFAULT_GRPC_PORT, ge=1, le=65535)
+    metrics_port: int = Field(default=DEFAULT_METRICS_PORT, ge=0, le=65535)
+    #: Decode slots: requests decoded together in one batched step.
+    max_batch: int = Field(default=8, ge=1)
+    #: Longest prompt + completion a request may use; also the KV-cache length per slot.
+    max_seq_len: int = Field(default=8192, ge=2)
+    #: Requests waiting for a slot beyond which new ones get RESOURCE_EXHAUSTED.
+    max_queue: int = Field(default=64, ge=0)
+    #: Prompt-length buckets compiled before the worker reports SERVING; empty = powers of two.
+    prefill_buckets: tuple[int, ...] = ()
+    #: Seconds in-flight requests get to finish after SIGTERM before they are cancelled.
+    drain_grace_seconds: float = Field(default=30.0, ge=0)
+    max_stop_strings: int = Field(default=8, ge=0)
+
+
+class WorkerConfig(BaseModel):
+    """Everything a worker process needs besides the group environment (`GroupEnv`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: ModelSection = ModelSection()
+    mesh: MeshSpec = MeshSpec()
+    serving: ServingSection = ServingSection()
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> WorkerConfig:
+        """Read the JSON config; pydantic's ValidationError names the offending field."""
+        return cls.model_validate_json(Path(path).read_text())
+
+
+class GroupEnv(BaseModel):
+    """The replica-group environment: where the coordinator is and which process this is."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    coordinator_address: str = ""
+    num_processes: int = Field(default=1, ge=1)
+    process_id: int = Field(default=0, ge=0)
+    local_device_count: int | None = Field(default=None, ge=1)
+    mesh: MeshSpec | None = None
+    group_name: str = ""
+    pod_name: str = ""
+
+    @property
+    def is_leader(self) -> bool:
+        return self.process_id == 0
+
+    @property
+    def multi_host(self) -> bool:
+        return self.num_processes > 1
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> GroupEnv:
+        """Read the group environment; raise ValueError naming the variable that is wrong."""
+        env = os.environ if environ is None else environ
+
+        def as_int(name: str, default: int | None) -> int | None:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                return int(raw)
+            except ValueError:
+                raise ValueError(f"{name}={raw!r} is not an integer") from None
+
+        num = as_int(Env.NUM_PROCESSES, 1) or 1
+        pid = as_int(Env.PROCESS_ID, 0) or 0
+        if pid >= num:
+            raise ValueError(
+                f"{Env.PROCESS_ID}={pid} must be below {Env.NUM_PROCESSES}={num} (host indices start at 0)"
+            )
+        coordinator = env.get(Env.COORDINATOR_ADDRESS, "").strip()
+        if num > 1 and not coordinator:
+            raise ValueError(
+                f"{Env.COORDINATOR_ADDRESS} must be set (host:port) when {Env.NUM_PROCESSES} > 1"
+            )
+        mesh_text = env.get(Env.MESH, "").strip()
+        return cls(
+            coordinator_address=coordinator,
+            num_processes=num,
+            process_id=pid,
+            local_device_count=as_int(Env.LOCAL_DEVICE_COUNT, None),
+            mesh=MeshSpec.from_env(mesh_text) if mesh_text else None,
+            group_name=env.get(Env.GROUP_NAME, ""),
+            pod_name=env.get(Env.POD_NAME, ""),
+        )
