@@ -1,0 +1,152 @@
+"""`grok-devcluster`: build the control-plane binaries and start, inspect and stop local clusters.
+
+    grok-devcluster binaries            find or build every binary, print name, version, source, path
+    grok-devcluster up [--nodes 4]      start a cluster that keeps running after the command returns
+    grok-devcluster kubeconfig          print its admin kubeconfig path (export KUBECONFIG=$(...))
+    grok-devcluster status              list recorded clusters and whether each process is alive
+    grok-devcluster down                stop every process by pid and delete the run folder
+
+Each command is a thin shell over binaries.py and cluster.py; errors print one actionable line
+(plus the relevant log tail) and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from .binaries import ALL_BINARIES, ensure_binaries
+from .build import BuildError
+from .cluster import ClusterError, ClusterOptions, find_cluster, start_cluster, stop_cluster
+from .nodes import GpuNodeSpec
+from .paths import all_run_state_dirs
+from .versions import VersionsError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="grok-devcluster", description=__doc__.split("\n\n")[0] if __doc__ else None
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    binaries = sub.add_parser(
+        "binaries", help="find or build the control-plane binaries and print their paths"
+    )
+    binaries.add_argument("names", nargs="*", metavar="NAME", help=f"subset of {', '.join(ALL_BINARIES)}")
+    binaries.add_argument("--no-build", action="store_true", help="fail instead of building missing binaries")
+
+    up = sub.add_parser("up", help="start a local cluster and leave it running")
+    up.add_argument("--name", default="default", help="cluster name (several may run at once)")
+    up.add_argument("--nodes", type=int, default=4, help="fake GPU nodes to create (default 4)")
+    up.add_argument("--gpus", type=int, default=8, help="nvidia.com/gpu per node (default 8)")
+    up.add_argument("--gpu-product", default=GpuNodeSpec.gpu_product, help="nvidia.com/gpu.product label")
+    up.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for Ready (default 90)")
+
+    for command, text in (
+        ("down", "stop a cluster and delete its files"),
+        ("kubeconfig", "print the admin kubeconfig path"),
+        ("status", "show recorded clusters and their processes"),
+    ):
+        sub_parser = sub.add_parser(command, help=text)
+        sub_parser.add_argument(
+            "--name", default=None if command == "status" else "default", help="cluster name"
+        )
+    return parser
+
+
+def _binaries(names: Sequence[str], no_build: bool) -> int:
+    for found in ensure_binaries(names or ALL_BINARIES, allow_build=not no_build).values():
+        print(f"{found.name}\t{found.version}\t{found.source}\t{found.path}")
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    spec = GpuNodeSpec(gpus=args.gpus, gpu_product=args.gpu_product)
+    options = ClusterOptions(name=args.name, gpu_nodes=args.nodes, node_spec=spec, timeout_s=args.timeout)
+    existing = find_cluster(args.name)
+    if existing is not None and all(existing.running().values()):
+        print(f"cluster {args.name!r} is already running; kubeconfig: {existing.kubeconfig}")
+        return 0
+    cluster = start_cluster(options)
+    print(f"cluster {args.name!r} is Ready in {cluster.state.startup_s}s at {cluster.server}")
+    steps = ", ".join(f"{step} {seconds}s" for step, seconds in cluster.state.milestones.items())
+    print(f"  start-up: {steps}")
+    print(f"  {args.nodes} fake GPU nodes with {args.gpus} nvidia.com/gpu each")
+    print(f"  run folder (logs, certificates): {cluster.state.root}")
+    print(f"  export KUBECONFIG={cluster.kubeconfig}")
+    print(f"  stop it with: grok-devcluster down --name {args.name}")
+    return 0
+
+
+def _down(name: str) -> int:
+    if stop_cluster(name):
+        print(f"stopped cluster {name!r}")
+    else:
+        print(f"no cluster named {name!r} is recorded; nothing to stop")
+    return 0
+
+
+def _kubeconfig(name: str) -> int:
+    cluster = find_cluster(name)
+    if cluster is None:
+        print(
+            f"no cluster named {name!r}; start one with `grok-devcluster up --name {name}`", file=sys.stderr
+        )
+        return 1
+    print(cluster.kubeconfig)
+    return 0
+
+
+def _status(name: str | None) -> int:
+    names = [name] if name else [path.name for path in all_run_state_dirs()]
+    if not names:
+        print("no clusters recorded")
+        return 0
+    healthy = True
+    for cluster_name in names:
+        cluster = find_cluster(cluster_name)
+        if cluster is None:
+            print(f"{cluster_name}: not recorded")
+            healthy = False
+            continue
+        running = cluster.running()
+        up = bool(running) and all(running.values())
+        healthy = healthy and up
+        print(
+            f"{cluster_name}: {'running' if up else 'DEGRADED'} at {cluster.server} (kubeconfig {cluster.kubeconfig})"
+        )
+        for process in cluster.state.processes:
+            print(
+                f"  {process.name:<24} pid {process.pid:<8} {'alive' if running[process.name] else 'EXITED'}  log {process.log}"
+            )
+    return 0 if healthy else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "binaries":
+            return _binaries(args.names, args.no_build)
+        if args.command == "up":
+            return _up(args)
+        if args.command == "down":
+            return _down(args.name)
+        if args.command == "kubeconfig":
+            return _kubeconfig(args.name)
+        return _status(args.name)
+    except (BuildError, ClusterError, VersionsError, ValueError) as err:
+        print(f"grok-devcluster {args.command}: {err}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader went away (`... | head`); the cluster itself is unaffected.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        print(f"grok-devcluster {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
