@@ -1,0 +1,114 @@
+"""The continuous-batching scheduler over the MockEngine, without gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from grok_worker.engine.api import SamplingParams, bucket_for, default_buckets
+from grok_worker.engine.mock import MockEngine, next_token
+from grok_worker.engine.requests import (
+    FinishReason,
+    GenerationRequest,
+    NotAcceptingError,
+    QueueFullError,
+    TokenEvent,
+)
+from grok_worker.engine.scheduler import Scheduler
+from grok_worker.engine.text import EOS_ID, ByteTokenizer
+
+TOK = ByteTokenizer()
+
+
+def req(prompt: str, max_tokens: int = 5, **kw: object) -> GenerationRequest:
+    return GenerationRequest(tuple(TOK.encode(prompt)), max_tokens, **kw)  # type: ignore[arg-type]
+
+
+async def collect(handle_events: object) -> list[TokenEvent]:
+    return [e async for e in handle_events]  # type: ignore[attr-defined]
+
+
+def test_mock_model_is_the_next_byte_and_z_ends() -> None:
+    assert next_token(TOK.encode("a")[0]) == TOK.encode("b")[0]
+    assert next_token(TOK.encode("z")[0]) == EOS_ID
+    assert next_token(EOS_ID) == TOK.encode("a")[0]
+
+
+def test_buckets() -> None:
+    assert default_buckets(100) == (16, 32, 64, 100)
+    assert default_buckets(8) == (8,)
+    assert bucket_for(17, (16, 32)) == 32
+    with pytest.raises(ValueError, match="longer than the largest prefill bucket 32"):
+        bucket_for(33, (16, 32))
+
+
+async def test_more_requests_than_slots_share_them_and_each_gets_its_own_tokens() -> None:
+    engine = MockEngine(max_batch=2, max_seq_len=64)
+    scheduler = Scheduler(engine, TOK, max_queue=8)
+    scheduler.start()
+    try:
+        handles = [scheduler.submit(req(p, 4)) for p in "aehq0"]
+        results = await asyncio.gather(*(collect(h.events()) for h in handles))
+        texts = ["".join(e.text for e in events) for events in results]
+        assert texts == ["bcde", "fghi", "ijkl", "rstu", "1234"]
+        assert all(events[-1].finish is FinishReason.LENGTH for events in results)
+        # 5 requests x 4 tokens on 2 slots: the first token of each comes from its prefill
+        assert engine.prefills == 5
+        assert engine.decode_steps <= 3 * 3 + 1
+    finally:
+        await scheduler.stop()
+
+
+async def test_queue_bound_and_cancel_of_a_queued_request() -> None:
+    engine = MockEngine(max_batch=1, max_seq_len=256, step_delay=0.01)
+    scheduler = Scheduler(engine, TOK, max_queue=1)
+    scheduler.start()
+    try:
+        running = scheduler.submit(req("a", 50, stop_at_eos=False))
+        queued = scheduler.submit(req("b", 3))
+        with pytest.raises(QueueFullError, match="max_queue=1"):
+            scheduler.submit(req("c", 3))
+        queued.cancel()
+        events = await collect(queued.events())
+        assert [e.finish for e in events] == [FinishReason.CANCELLED]
+        running.cancel()
+        assert (await collect(running.events()))[-1].finish is FinishReason.CANCELLED
+        again = await collect(scheduler.submit(req("b", 3)).events())
+        assert "".join(e.text for e in again) == "cde"
+    finally:
+        await scheduler.stop()
+
+
+async def test_sampled_requests_are_reproducible_alone_or_batched() -> None:
+    engine = MockEngine(max_batch=3, max_seq_len=64)
+    scheduler = Scheduler(engine, TOK, max_queue=8)
+    scheduler.start()
+    sampling = SamplingParams(temperature=3.0, seed=42)
+    try:
+        alone = await collect(scheduler.submit(req("m", 8, sampling=sampling, stop_at_eos=False)).events())
+        handles = [scheduler.submit(req(p, 8, stop_at_eos=False)) for p in "xy"]
+        handles.append(scheduler.submit(req("m", 8, sampling=sampling, stop_at_eos=False)))
+        batched = await asyncio.gather(*(collect(h.events()) for h in handles))
+        assert [e.token for e in batched[2]] == [e.token for e in alone]
+    finally:
+        await scheduler.stop()
+
+
+class FailingEngine(MockEngine):
+    def decode(self) -> list:  # type: ignore[type-arg]
+        raise RuntimeError("device lost")
+
+
+async def test_an_engine_failure_ends_every_request_with_an_error_and_stops_accepting() -> None:
+    failures: list[str] = []
+    scheduler = Scheduler(FailingEngine(max_batch=2), TOK, max_queue=2, on_failure=failures.append)
+    scheduler.start()
+    events = await collect(scheduler.submit(req("a", 5)).events())
+    assert events[-1].finish is FinishReason.ERROR
+    assert "device lost" in events[-1].error
+    assert failures
+    assert "device lost" in failures[0]
+    with pytest.raises(NotAcceptingError, match="device lost"):
+        scheduler.submit(req("a"))
+    await scheduler.stop()

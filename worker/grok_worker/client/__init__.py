@@ -1,0 +1,5 @@
+"""Python clients (sync and asyncio) of the grok.v1 generation API, and the `grok` CLI."""
+
+from grok_worker.client.client import AsyncGrokClient, GrokClient, build_request
+
+__all__ = ["AsyncGrokClient", "GrokClient", "build_request"]

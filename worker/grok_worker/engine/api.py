@@ -1,0 +1,105 @@
+"""The narrow interface between the serving loop and a model: prefill -> insert(slot) -> decode.
+
+Data flow (one engine, driven by one thread of the serving loop, `grok_worker.engine.scheduler`):
+1. `prefill(prompt_ids, sampling)` runs the prompt (padded to a compiled length bucket), samples the
+   first completion token and returns it with an opaque `Prefix` (the prompt's KV cache).
+2. `insert(prefix, slot)` copies that prefix into decode slot `slot`; from then on the slot's next
+   input is the sampled token and its sampling parameters are the request's.
+3. `decode()` runs one batched step for all `max_batch` slots and returns one `SampledToken` per
+   slot (slots nobody uses produce garbage the loop ignores). New requests join between steps.
+4. `release(slot)` tells the engine the slot is free (engines may ignore it).
+
+Engines are stateful (they own the decode state) and are not thread-safe: exactly one thread calls
+them. The same interface is implemented by the hand-checkable `MockEngine`, the real
+`ModelEngine`, and the multi-host `BroadcastingEngine` wrapper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+#: Progress callback: (fraction done in [0, 1], message).
+ProgressFn = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Per-request sampling: temperature 0 is greedy; top_k 0 and top_p 1 disable truncation."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    #: 64-bit seed; with the same prompt it fixes every sampled token.
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SampledToken:
+    token: int
+    #: Log-probability of the token under the model's distribution (before sampling transforms).
+    logprob: float
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """What the serving loop needs to know about an engine (and ModelInfo reports)."""
+
+    name: str
+    max_batch: int
+    max_seq_len: int
+    vocab_size: int
+    eos_id: int
+    #: Prompt-length buckets, ascending; the largest is the longest prompt accepted.
+    prefill_buckets: tuple[int, ...]
+
+    @property
+    def max_prompt_len(self) -> int:
+        return self.prefill_buckets[-1]
+
+
+class Prefix:
+    """Opaque per-engine result of a prefill (e.g. the prompt's KV cache)."""
+
+
+@runtime_checkable
+class Engine(Protocol):
+    @property
+    def spec(self) -> EngineSpec: ...
+
+    def warmup(self, progress: ProgressFn | None = None) -> None:
+        """Compile (and run once) every prefill bucket and the decode step."""
+
+    def prefill(self, prompt_ids: Sequence[int], sampling: SamplingParams) -> tuple[Prefix, SampledToken]:
+        """Run the prompt; return its prefix and the first sampled completion token."""
+
+    def insert(self, prefix: Prefix, slot: int) -> None:
+        """Place a prefix into decode slot `slot` (0 <= slot < max_batch)."""
+
+    def decode(self) -> list[SampledToken]:
+        """One batched decode step over every slot; one sampled token per slot."""
+
+    def release(self, slot: int) -> None:
+        """Mark slot free; its content is ignored until the next insert."""
+
+
+def default_buckets(max_prompt_len: int, smallest: int = 16) -> tuple[int, ...]:
+    """Powers of two from `smallest` up to and including `max_prompt_len` (which ends the list)."""
+    if max_prompt_len < 1:
+        raise ValueError(f"max_prompt_len must be >= 1, got {max_prompt_len}")
+    buckets: list[int] = []
+    size = min(smallest, max_prompt_len)
+    while size < max_prompt_len:
+        buckets.append(size)
+        size *= 2
+    buckets.append(max_prompt_len)
+    return tuple(buckets)
+
+
+def bucket_for(length: int, buckets: Sequence[int]) -> int:
+    """Smallest bucket that holds `length` tokens; ValueError when none does."""
+    for size in buckets:
+        if length <= size:
+            return size
+    raise ValueError(f"prompt of {length} tokens is longer than the largest prefill bucket {buckets[-1]}")

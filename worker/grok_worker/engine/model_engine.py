@@ -1,0 +1,291 @@
+"""The real engine: the Grok-1 model behind the `Engine` interface, one jit boundary per step kind.
+
+Data flow:
+- `prefill`: prompt ids -> padded to the smallest bucket, [1, T_bucket] -> jitted
+  `model.prefill` + `sample` at the last real position -> (prefix cache of T_bucket positions, the
+  first token). One compilation per bucket, all done in `warmup` before the worker reports SERVING.
+- `insert`: jitted `model.insert` of the prefix into decode row `slot`, plus that row's next input
+  token and position, in one `DecodeState` pytree that is donated (updated in place).
+- `decode`: jitted `model.decode_step` for all `max_batch` rows + `sample`, with the state donated;
+  the sampled tokens become the next step's inputs on device, so only the per-slot sampling
+  parameters go host -> device and only tokens and log-probs come back.
+Shapes are static: `max_batch`, `max_seq_len` and the bucket lengths. On a multi-host mesh every
+input is a replicated global array and every output is replicated, so each host reads its local copy.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from grok_worker.engine.api import (
+    EngineSpec,
+    Prefix,
+    ProgressFn,
+    SampledToken,
+    SamplingParams,
+    bucket_for,
+)
+from grok_worker.engine.sampling import SlotSampling, sample
+from grok_worker.model import KVCache, ModelConfig, Params, decode_step, init_cache, insert, prefill
+from grok_worker.model.sharding import make_mesh, shard_cache
+
+if TYPE_CHECKING:
+    from grok_worker.contract import GroupEnv
+    from grok_worker.engine.text import Tokenizer
+    from grok_worker.server.app import EngineFactory
+    from grok_worker.server.config import ResolvedConfig
+
+log = logging.getLogger(__name__)
+
+
+class DecodeState(NamedTuple):
+    cache: KVCache
+    #: Next input token of each row [B] int32 (the last sampled token).
+    tokens: jax.Array
+    #: Position of that token [B] int32.
+    positions: jax.Array
+
+
+class _ModelPrefix(Prefix):
+    def __init__(self, cache: KVCache, length: int, first: jax.Array, sampling: SamplingParams) -> None:
+        self.cache, self.length, self.first, self.sampling = cache, length, first, sampling
+
+
+def _prefill_and_sample(
+    cfg: ModelConfig, params: Params, tokens: jax.Array, length: jax.Array, sampling: tuple[jax.Array, ...]
+) -> tuple[jax.Array, jax.Array, KVCache]:
+    """tokens [1, T], length [] -> first token [1], its logprob [1], prefix cache (max_len T)."""
+    logits, cache = prefill(params, cfg, tokens, length)  # [1, T, V]
+    last = jax.lax.dynamic_index_in_dim(logits, length - 1, axis=1, keepdims=False)  # [1, V]
+    temperature, top_p, top_k, seeds = sampling
+    token, logprob = sample(last, temperature, top_p, top_k, seeds, length[None])
+    return token, logprob, cache
+
+
+def _insert(
+    state: DecodeState, prefix: KVCache, slot: jax.Array, length: jax.Array, first: jax.Array
+) -> DecodeState:
+    cache = insert(state.cache, prefix, slot, length)
+    return DecodeState(cache, state.tokens.at[slot].set(first[0]), state.positions.at[slot].set(length))
+
+
+def _decode_and_sample(
+    cfg: ModelConfig, params: Params, state: DecodeState, sampling: tuple[jax.Array, ...]
+) -> tuple[jax.Array, jax.Array, DecodeState]:
+    positions = jnp.minimum(state.positions, state.cache.max_len - 1)  # idle rows must stay in range
+    logits, cache = decode_step(params, cfg, state.cache, state.tokens, positions)  # [B, V]
+    next_positions = positions + 1
+    temperature, top_p, top_k, seeds = sampling
+    tokens, logprobs = sample(logits, temperature, top_p, top_k, seeds, next_positions)
+    return tokens, logprobs, DecodeState(cache, tokens, next_positions)
+
+
+class ModelEngine:
+    """Implements `grok_worker.engine.api.Engine` over `grok_worker.model`."""
+
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        params: Params,
+        max_batch: int,
+        max_seq_len: int,
+        buckets: Sequence[int],
+        mesh: Mesh | None = None,
+    ) -> None:
+        if max_seq_len > cfg.max_seq_len:
+            raise ValueError(
+                f"serving.max_seq_len={max_seq_len} exceeds the model's max length {cfg.max_seq_len}"
+            )
+        if buckets[-1] > max_seq_len:
+            raise ValueError(
+                f"serving.prefill_buckets: {buckets[-1]} exceeds serving.max_seq_len={max_seq_len}"
+            )
+        self.cfg = cfg
+        self.params = params
+        self.mesh = mesh
+        self._spec = EngineSpec(cfg.name, max_batch, max_seq_len, cfg.vocab_size, cfg.eos_id, tuple(buckets))
+        self._replicated = NamedSharding(mesh, PartitionSpec()) if mesh is not None else None  # type: ignore[no-untyped-call]
+        out = self._replicated
+        self._prefill = jax.jit(
+            functools.partial(_prefill_and_sample, cfg),
+            out_shardings=None if out is None else (out, out, None),
+        )
+        self._insert = jax.jit(_insert, donate_argnums=0)
+        self._decode = jax.jit(
+            functools.partial(_decode_and_sample, cfg),
+            donate_argnums=1,
+            out_shardings=None if out is None else (out, out, None),
+        )
+        cache = shard_cache(init_cache(cfg, max_batch, max_seq_len), cfg, mesh)
+        zeros = self._put(np.zeros((max_batch,), np.int32))
+        self._state = DecodeState(cache, zeros, self._put(np.zeros((max_batch,), np.int32)))
+        self._sampling = SlotSampling(max_batch)
+
+    @property
+    def spec(self) -> EngineSpec:
+        return self._spec
+
+    def _put(self, value: np.ndarray) -> jax.Array:
+        """Host array -> replicated device array (a global array on a multi-host mesh)."""
+        if self._replicated is None:
+            return jnp.asarray(value)
+        return jax.make_array_from_callback(value.shape, self._replicated, lambda index: value[index])
+
+    @staticmethod
+    def _host(value: jax.Array) -> np.ndarray:
+        """This host's copy of a replicated output."""
+        return np.asarray(value.addressable_data(0))
+
+    def warmup(self, progress: ProgressFn | None = None) -> None:
+        steps = len(self._spec.prefill_buckets) + 1
+        for i, bucket in enumerate(self._spec.prefill_buckets):
+            start = time.monotonic()
+            prefix, _ = self.prefill([self.cfg.bos_id] * bucket, SamplingParams())
+            self.insert(prefix, 0)
+            log.info("compiled prefill bucket %d in %.1fs", bucket, time.monotonic() - start)
+            if progress:
+                progress((i + 1) / steps, f"compiled prefill bucket {bucket}")
+        start = time.monotonic()
+        self.decode()
+        log.info("compiled decode step (batch %d) in %.1fs", self._spec.max_batch, time.monotonic() - start)
+        if progress:
+            progress(1.0, "compiled decode step")
+
+    def prefill(self, prompt_ids: Sequence[int], sampling: SamplingParams) -> tuple[Prefix, SampledToken]:
+        length = len(prompt_ids)
+        bucket = bucket_for(length, self._spec.prefill_buckets)
+        tokens = np.zeros((1, bucket), np.int32)
+        tokens[0, :length] = prompt_ids
+        one = SlotSampling.single(sampling)
+        token, logprob, cache = self._prefill(
+            self.params,
+            self._put(tokens),
+            self._put(np.int32(length)),  # type: ignore[arg-type]
+            tuple(self._put(a) for a in one.arrays()),
+        )
+        first = SampledToken(int(self._host(token)[0]), float(self._host(logprob)[0]))
+        return _ModelPrefix(cache, length, token, sampling), first
+
+    def insert(self, prefix: Prefix, slot: int) -> None:
+        assert isinstance(prefix, _ModelPrefix)
+        self._state = self._insert(
+            self._state,
+            prefix.cache,
+            self._put(np.int32(slot)),  # type: ignore[arg-type]
+            self._put(np.int32(prefix.length)),  # type: ignore[arg-type]
+            prefix.first,
+        )
+        self._sampling.set(slot, prefix.sampling)
+
+    def decode(self) -> list[SampledToken]:
+        sampling = tuple(self._put(a) for a in self._sampling.arrays())
+        tokens, logprobs, self._state = self._decode(self.params, self._state, sampling)
+        return [
+            SampledToken(int(t), float(lp))
+            for t, lp in zip(self._host(tokens), self._host(logprobs), strict=True)
+        ]
+
+    def release(self, slot: int) -> None:
+        self._sampling.set(slot, SamplingParams())
+
+
+def initialize_distributed(group: GroupEnv) -> None:
+    """Join the group's processes with jax.distributed (before any JAX computation)."""
+    from grok_worker.distributed import initialize_from_env
+
+    initialize_from_env(group)
+
+
+def load_tokenizer(path: str) -> Tokenizer | None:
+    if not path:
+        return None
+    from grok_worker.tokenizer import Tokenizer as SentencePieceTokenizer
+
+    return SentencePieceTokenizer(path)
+
+
+def model_factory(config: ResolvedConfig, random_weights: bool = False) -> tuple[EngineFactory, ModelConfig]:
+    """An EngineFactory for `grok-worker serve`; raises ConfigError on a bad model section."""
+    from grok_worker.model_config import config_from_contract
+    from grok_worker.server.config import ConfigError
+
+    section = config.worker.model
+    try:
+        cfg = config_from_contract(section)
+    except ValueError as err:
+        raise ConfigError(f"model: {err}") from None
+    serving = config.worker.serving
+    if serving.max_seq_len > cfg.max_seq_len:
+        raise ConfigError(
+            f"serving.max_seq_len={serving.max_seq_len} exceeds the model's max length {cfg.max_seq_len}; lower it"
+        )
+    if not random_weights and not section.checkpoint_path:
+        raise ConfigError(
+            "model.checkpoint_path is empty: pass --checkpoint DIR (or --random-weights for a demo)"
+        )
+    if not random_weights and not Path(section.checkpoint_path).is_dir():
+        raise ConfigError(
+            f"model.checkpoint_path={section.checkpoint_path!r} is not a directory; point it at the folder "
+            "holding ckpt-0/ (or at ckpt-0/ itself)"
+        )
+    if section.tokenizer_path and not Path(section.tokenizer_path).is_file():
+        raise ConfigError(
+            f"model.tokenizer_path={section.tokenizer_path!r} does not exist; give a SentencePiece .model file"
+        )
+
+    def factory(progress: ProgressFn) -> tuple[ModelEngine, Tokenizer | None]:
+        mesh_spec = config.mesh
+        mesh = make_mesh(mesh_spec) if (mesh_spec.size > 1 or jax.process_count() > 1) else None
+        if random_weights:
+            from grok_worker.model import init_params
+            from grok_worker.model.sharding import shard_params
+
+            progress(0.0, "initialising random weights")
+            params = shard_params(
+                init_params(cfg, jax.random.key(0), section.quantization), cfg, section.quantization, mesh
+            )
+        else:
+            from grok_worker.checkpoint import load_checkpoint
+
+            def report(done: int, total: int) -> None:
+                progress(
+                    done / total if total else 1.0, f"loaded {done / 2**20:.0f} of {total / 2**20:.0f} MiB"
+                )
+
+            params = load_checkpoint(section.checkpoint_path, cfg, mesh, report, section.quantization)
+        tokenizer = load_tokenizer(section.tokenizer_path)
+        engine = ModelEngine(cfg, params, serving.max_batch, serving.max_seq_len, config.buckets, mesh)
+        return engine, tokenizer
+
+    return factory, cfg
+
+
+def greedy_reference(
+    cfg: ModelConfig, params: Params, prompt: Sequence[int], n: int, max_len: int
+) -> list[int]:
+    """The model's own greedy decode, one request at a time with jitted `forward` (for tests)."""
+    from grok_worker.model import forward_jit as forward
+
+    cache = init_cache(cfg, 1, max_len)
+    tokens = jnp.asarray([list(prompt)], jnp.int32)
+    positions = jnp.arange(len(prompt), dtype=jnp.int32)[None, :]
+    logits, cache = forward(params, cfg, tokens, cache, positions)
+    out: list[int] = [int(jnp.argmax(logits[0, -1]))]
+    for i in range(n - 1):
+        pos = jnp.asarray([[len(prompt) + i]], jnp.int32)
+        logits, cache = forward(params, cfg, jnp.asarray([[out[-1]]], jnp.int32), cache, pos)
+        out.append(int(jnp.argmax(logits[0, -1])))
+    return out
+
+
+__all__ = ["DecodeState", "ModelEngine", "greedy_reference", "model_factory"]

@@ -1,0 +1,1 @@
+"""The worker's gRPC server: validation, the servicer, lifecycle and `grok-worker serve`."""

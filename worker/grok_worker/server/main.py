@@ -1,0 +1,225 @@
+"""`grok-worker serve`: what a worker pod runs (and what a developer runs by hand).
+
+Data flow: flags + mounted config + group env (`server.config.resolve`) -> for a multi-host group,
+jax.distributed joins the processes -> the leader (process 0) starts the gRPC server NOT_SERVING,
+builds the engine (checkpoint load, prefill buckets compiled), waits for the followers to join the
+step broadcast, then reports SERVING; SIGTERM drains within serving.drain_grace_seconds and exits 0.
+A follower serves only grpc.health.v1, builds the same engine, joins the leader's step broadcast
+and replays its steps; it exits 0 when the leader shuts down and 1 when the leader is lost.
+A lost follower makes the leader report NOT_SERVING (FAILED), fail in-flight requests UNAVAILABLE
+and exit 1, so the operator recreates the group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from grok.v1 import generation_pb2 as pb
+from grok_worker.engine.api import Engine, ProgressFn
+from grok_worker.engine.multihost import (
+    BroadcastingEngine,
+    StepBroadcaster,
+)
+from grok_worker.engine.text import Tokenizer
+from grok_worker.server.app import EngineFactory, ServerOptions, WorkerServer
+from grok_worker.server.config import ConfigError, ResolvedConfig, parse_buckets, resolve
+from grok_worker.server.follower import serve_follower
+from grok_worker.server.process import JOIN_TIMEOUT_SECONDS, exit_now, install_signals
+
+log = logging.getLogger("grok_worker.serve")
+
+#: Seconds a failed leader keeps answering health NOT_SERVING before exiting 1.
+FAILURE_LINGER_SECONDS = 2.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    a = parser.add_argument
+    a("--config", help="worker config JSON (default: $GROK_CONFIG_FILE); flags below override its fields")
+    a("--preset", help="model preset: grok-1, small, tiny (model.preset)")
+    a("--checkpoint", help="directory holding the release-format ckpt-0/ (model.checkpoint_path)")
+    a("--tokenizer", help="SentencePiece model file (model.tokenizer_path)")
+    a("--quantization", choices=["int8", "bf16"], help="weights on device (model.quantization)")
+    a("--port", type=int, help="gRPC port (serving.port)")
+    a("--metrics-port", type=int, help="Prometheus port, 0 = disabled (serving.metrics_port)")
+    a("--max-batch", type=int, help="decode slots (serving.max_batch)")
+    a("--max-seq-len", type=int, help="prompt + completion tokens per request (serving.max_seq_len)")
+    a("--max-queue", type=int, help="waiting requests before RESOURCE_EXHAUSTED (serving.max_queue)")
+    a(
+        "--prefill-buckets",
+        type=parse_buckets,
+        help="comma-separated prompt buckets (serving.prefill_buckets)",
+    )
+    a(
+        "--drain-grace",
+        type=float,
+        help="seconds to finish requests after SIGTERM (serving.drain_grace_seconds)",
+    )
+    a(
+        "--engine",
+        choices=["model", "mock"],
+        default="model",
+        help="'mock' serves the hand-checkable test engine",
+    )
+    a("--mock-step-delay", type=float, default=0.0, help="seconds per decode step of the mock engine")
+    a("--random-weights", action="store_true", help="no checkpoint: random weights (demos and benchmarks)")
+    a("--step-port", type=int, help="leader's step-broadcast port (default: coordinator port + 1)")
+    a("--bind", default="[::]", help="address to bind the gRPC port on")
+    a("--log-level", default="INFO")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = resolve(args, model_engine=args.engine == "model")
+        factory, info = _engine_factory(args, config)
+        step_port = _step_port(args, config) if config.group.multi_host else 0
+    except ConfigError as err:
+        print(f"grok-worker serve: invalid configuration: {err}", file=sys.stderr)
+        return 2
+    group = config.group
+    if group.multi_host and args.engine == "model":
+        from grok_worker.engine.model_engine import initialize_distributed
+
+        initialize_distributed(group)
+    if group.is_leader:
+        return asyncio.run(_serve_leader(args, config, factory, info, step_port))
+    leader_host = group.coordinator_address.rpartition(":")[0].strip("[]")
+    return asyncio.run(
+        serve_follower(
+            factory, args.bind, config.worker.serving.port, (leader_host, step_port), group.process_id
+        )
+    )
+
+
+def _engine_factory(args: argparse.Namespace, config: ResolvedConfig) -> tuple[EngineFactory, pb.ModelInfo]:
+    serving = config.worker.serving
+    mesh = config.mesh
+    info = pb.ModelInfo(
+        quantization=config.worker.model.quantization,
+        mesh=pb.Mesh(data=mesh.data, expert=mesh.expert, model=mesh.model),
+        num_hosts=config.group.num_processes,
+    )
+    if args.engine == "mock":
+        from grok_worker.engine.mock import MockEngine
+        from grok_worker.engine.text import ByteTokenizer
+
+        info.preset = "mock"
+        delay = args.mock_step_delay
+
+        def mock_factory(progress: ProgressFn) -> tuple[Engine, Tokenizer | None]:
+            return MockEngine(serving.max_batch, serving.max_seq_len, config.buckets, delay), ByteTokenizer()
+
+        return mock_factory, info
+    from grok_worker.engine.model_engine import model_factory
+
+    factory, cfg = model_factory(config, random_weights=args.random_weights)
+    info.preset = cfg.name
+    for field in (
+        "d_model",
+        "n_layers",
+        "n_q_heads",
+        "n_kv_heads",
+        "head_dim",
+        "n_experts",
+        "experts_per_token",
+        "ffn_size",
+    ):
+        setattr(info, field, getattr(cfg, field))
+    return factory, info
+
+
+def _fill_limits(info: pb.ModelInfo, config: ResolvedConfig) -> None:
+    """Limits known from the config, so ModelInfo shows them while the worker is still loading."""
+    serving = config.worker.serving
+    info.max_seq_len = serving.max_seq_len
+    info.max_batch = serving.max_batch
+    info.max_prompt_len = config.buckets[-1]
+    info.prefill_buckets.extend(config.buckets)
+    info.max_stop_strings = serving.max_stop_strings
+
+
+def _step_port(args: argparse.Namespace, config: ResolvedConfig) -> int:
+    if args.step_port:
+        return int(args.step_port)
+    _, _, port = config.group.coordinator_address.rpartition(":")
+    if not port.isdigit():
+        raise ConfigError(f"GROK_COORDINATOR_ADDRESS={config.group.coordinator_address!r} must be host:port")
+    return int(port) + 1
+
+
+async def _serve_leader(
+    args: argparse.Namespace,
+    config: ResolvedConfig,
+    factory: EngineFactory,
+    info: pb.ModelInfo,
+    step_port: int,
+) -> int:
+    serving = config.worker.serving
+    options = ServerOptions(
+        port=serving.port,
+        bind_host=args.bind,
+        metrics_port=serving.metrics_port or None,
+        max_queue=serving.max_queue,
+        max_stop_strings=serving.max_stop_strings,
+        drain_grace_seconds=serving.drain_grace_seconds,
+    )
+    _fill_limits(info, config)
+    server = WorkerServer(info, options)
+    stop = asyncio.Event()
+    install_signals(stop)
+    try:
+        await server.start()
+    except OSError as err:
+        print(f"grok-worker serve: {err}", file=sys.stderr)
+        return 1
+    loop = asyncio.get_running_loop()
+    broadcaster: StepBroadcaster | None = None
+
+    def lost(message: str) -> None:
+        asyncio.run_coroutine_threadsafe(server.fail(message), loop)
+
+    wrapped = factory
+    if config.group.multi_host:
+        broadcaster = StepBroadcaster(step_port, config.group.num_processes - 1, lost)
+
+        def wrapped(progress: ProgressFn) -> tuple[Engine, Tokenizer | None]:
+            assert broadcaster is not None
+            engine, tokenizer = factory(progress)
+            return BroadcastingEngine(engine, broadcaster), tokenizer
+
+    load = asyncio.create_task(
+        server.load(
+            wrapped, (lambda: broadcaster.wait_for_followers(JOIN_TIMEOUT_SECONDS)) if broadcaster else None
+        )
+    )
+    waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(server.failed.wait())]
+    try:
+        await asyncio.wait([load, *waiters], return_when=asyncio.FIRST_COMPLETED)
+        if load.done() and load.exception() is not None:
+            exc = load.exception()
+            log.error("loading failed: %s", exc)
+            await server.fail(f"loading failed: {exc}")
+        elif load.done():
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        if server.failed.is_set():
+            await asyncio.sleep(FAILURE_LINGER_SECONDS)
+            await server.server.stop(0.5)
+            exit_now(1)  # the engine thread may be stuck in a collective with the lost host
+        if not load.done():
+            # Loading runs in a thread that cannot be interrupted; nothing is in flight yet.
+            log.info("stopped while loading; exiting")
+            await server.server.stop(0)
+            exit_now(0)
+        log.info("draining (grace %.1fs)", serving.drain_grace_seconds)
+        await server.drain()
+        return 0
+    finally:
+        for w in waiters:
+            w.cancel()
+        if broadcaster is not None:
+            broadcaster.close()
