@@ -1,0 +1,105 @@
+"""Sharding: the rule table, and the tiny model giving the same logits on 1 and 4 devices.
+
+Multi-device runs happen in a subprocess started with 4 host CPU devices (XLA_FLAGS), running this
+file's `__main__` block, so the rest of the test session keeps its single device.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec
+
+from grok_worker.contract import MeshSpec
+from grok_worker.model import PRESETS, forward_jit, init_cache, init_params
+from grok_worker.model.sharding import make_mesh, partition_spec, replicated, shard_cache, shard_params
+
+CFG = PRESETS["tiny"]
+TOKENS = np.array([[1, 17, 99, 250, 3, 0, 0, 0], [1, 400, 12, 7, 7, 7, 81, 5]], np.int32)
+
+
+def tiny_logits(mesh_env: str | None) -> np.ndarray:
+    mesh = make_mesh(MeshSpec.from_env(mesh_env)) if mesh_env else None
+    params = shard_params(init_params(CFG, jax.random.key(0)), CFG, "int8", mesh)
+    cache = shard_cache(init_cache(CFG, 2, 8), CFG, mesh)
+    pos = jnp.broadcast_to(jnp.arange(8), (2, 8))
+    tok, pos = (jax.device_put(a, replicated(mesh)) for a in (jnp.asarray(TOKENS), pos))
+    logits, cache = forward_jit(params, CFG, tok, cache, pos)
+    return np.asarray(jax.device_get(logits))
+
+
+def test_rule_table_shards_only_dimensions_the_mesh_divides() -> None:
+    mesh = make_mesh(MeshSpec(), jax.devices()[:1])
+    assert partition_spec(("expert", "embed", "ffn"), (8, 64, 344), mesh) == PartitionSpec(None, None, None)
+    with pytest.raises(ValueError, match="needs 4 devices"):
+        make_mesh(MeshSpec(model=4), jax.devices()[:1])
+
+
+@pytest.mark.slow
+def test_tiny_model_gives_the_same_logits_on_1_and_4_devices(tmp_path: Path) -> None:
+    ref = tiny_logits(None)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    meshes = ["model=4", "expert=2,model=2", "data=2,model=2"]
+    out = tmp_path / "logits.npz"
+    subprocess.run([sys.executable, __file__, str(out), *meshes], env=env, check=True, timeout=300)
+    real = TOKENS != 0
+    with np.load(out) as got:
+        for mesh in meshes:
+            np.testing.assert_allclose(
+                got[mesh][real], ref[real], atol=0.03 * np.abs(ref).max(), err_msg=mesh
+            )
+
+
+if __name__ == "__main__":  # subprocess entry: logits of each mesh given, into one .npz
+    assert jax.device_count() == 4
+    results = {}
+    for mesh_env in sys.argv[2:]:
+        mesh = make_mesh(MeshSpec.from_env(mesh_env))
+        # The rule table must actually shard the expert weights on these meshes.
+        assert partition_spec(("expert", "embed", "ffn"), (8, 64, CFG.ffn_size), mesh) != PartitionSpec(
+            None, None, None
+        )
+        results[mesh_env] = tiny_logits(mesh_env)
+    np.savez(sys.argv[1], **results)
+
+
+def test_a_single_process_group_skips_jax_distributed_and_a_group_needs_a_coordinator() -> None:
+    from grok_worker.contract import GroupEnv
+    from grok_worker.distributed import initialize_from_env
+
+    assert initialize_from_env(GroupEnv()) is False
+    with pytest.raises(ValueError, match="GROK_COORDINATOR_ADDRESS"):
+        initialize_from_env(GroupEnv(num_processes=2, process_id=1))
+
+
+def test_cache_and_param_shardings_follow_the_rule_table_on_a_one_device_mesh() -> None:
+    from grok_worker.model.sharding import cache_shardings, param_shardings
+
+    mesh = make_mesh(MeshSpec(), jax.devices()[:1])
+    ps = param_shardings(CFG, "int8", mesh)
+    assert jax.tree.structure(ps) == jax.tree.structure(init_params(CFG, jax.random.key(0)))
+    cs = cache_shardings(CFG, mesh, 2, 8)
+    assert cs.k.spec == PartitionSpec(None, None, None, None, None)
+
+
+def test_rule_table_on_larger_meshes_shards_heads_whole_and_experts_over_expert() -> None:
+    from jax.sharding import AbstractMesh
+
+    axes = ("data", "expert", "model")
+    tp4 = AbstractMesh((1, 1, 4), axes)
+    ep2tp2 = AbstractMesh((2, 2, 2), axes)
+    # tiny: 4 query heads, 2 kv heads of 16 -> Wq splits over model=4, Wk (2 heads) cannot.
+    assert partition_spec(("embed", "q_heads"), (64, 64), tp4, {"q_heads": 4}) == PartitionSpec(None, "model")
+    assert partition_spec(("embed", "kv_heads"), (64, 32), tp4, {"kv_heads": 2}) == PartitionSpec(None, None)
+    assert partition_spec(("expert", "embed", "ffn"), (8, 64, 344), ep2tp2) == PartitionSpec(
+        "expert", None, "model"
+    )
+    kv = partition_spec(("layers", "batch", "seq", "kv_heads", "head_dim"), (3, 4, 8, 2, 16), ep2tp2)
+    assert kv == PartitionSpec(None, "data", None, "model", None)

@@ -1,0 +1,46 @@
+"""Grok-1 in JAX: config, params, KV cache, the forward pass and its sharding.
+
+Public API (see docs/model.md):
+- `ModelConfig`, `PRESETS`, `config_from_contract` (re-exported from `grok_worker.model_config`,
+  which the operator imports without JAX);
+- `init_params`, `Params`, `QuantizedWeight`;
+- `init_cache`, `KVCache`, `insert`;
+- `forward`, `prefill`, `decode_step` and their jitted forms (`*_jit`, cfg static; decode donates
+  the cache).
+Sharding lives in `grok_worker.model.sharding`.
+"""
+
+from grok_worker.model.cache import KVCache, init_cache, insert
+from grok_worker.model.layers import QuantizedWeight, dequantize
+from grok_worker.model.params import Params, init_params
+from grok_worker.model.transformer import (
+    decode_step,
+    decode_step_jit,
+    forward,
+    forward_jit,
+    insert_jit,
+    prefill,
+    prefill_jit,
+)
+from grok_worker.model_config import PRESETS, ModelConfig, config_from_contract, get_preset
+
+__all__ = [
+    "PRESETS",
+    "KVCache",
+    "ModelConfig",
+    "Params",
+    "QuantizedWeight",
+    "config_from_contract",
+    "decode_step",
+    "decode_step_jit",
+    "dequantize",
+    "forward",
+    "forward_jit",
+    "get_preset",
+    "init_cache",
+    "init_params",
+    "insert",
+    "insert_jit",
+    "prefill",
+    "prefill_jit",
+]
