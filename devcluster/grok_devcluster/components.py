@@ -124,6 +124,9 @@ def kwok_argv(binary: Path, layout: RunLayout) -> list[str]:
         f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}={KWOK_NODE_ANNOTATION_VALUE}",
         f"--cidr={POD_CIDR}",
         "--node-ip=127.0.0.1",
+        # kwok renews node Leases only when given a lease duration; without them the node-lifecycle
+        # controller marks every fake node NotReady about once a minute and its pods lose Ready.
+        "--node-lease-duration-seconds=40",
     ]
 
 

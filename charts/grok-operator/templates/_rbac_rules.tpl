@@ -1,0 +1,66 @@
+{{/*
+The operator's API calls as RBAC rules, one place for both the ClusterRole and the per-namespace Roles.
+Keep in step with operator/grok_operator's API module; the RBAC test fails on any rule no call uses.
+*/}}
+
+{{/* Rules on namespaced objects in the watched namespaces. */}}
+{{- define "grok-operator.rules.namespaced" -}}
+# The GrokDeployments: kopf lists and watches them and patches its finalizer onto them.
+- apiGroups: ["serving.grok.dev"]
+  resources: ["grokdeployments"]
+  verbs: ["list", "watch", "patch"]
+# Status written by the reconcile (a merge patch of the status subresource).
+- apiGroups: ["serving.grok.dev"]
+  resources: ["grokdeployments/status"]
+  verbs: ["patch"]
+# Children are written by server-side apply: a PATCH, which the apiserver also authorizes as
+# `create` when the object does not exist yet. One StatefulSet per replica group; kopf watches
+# them for changes; scaling down and whole-group recreation delete them.
+- apiGroups: ["apps"]
+  resources: ["statefulsets"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+# A headless Service per group (deleted with its group) and the client Service.
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["list", "create", "patch", "delete"]
+# The worker config; one per GrokDeployment, removed by the garbage collector with it.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["list", "create", "patch"]
+# Observed pod state (readiness, restarts, scheduling failures); kopf watches them for changes.
+# Whole-group recreation and scale-down delete a group's pods.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch", "delete"]
+# The operator's own Events (refused spec, group recreated); kopf's log-to-Event posting is off.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- if and .Values.peering.enabled .Values.watch.namespaces }}
+# kopf peering of namespaced operators: keep-alives in a KopfPeering in each watched namespace.
+- apiGroups: ["kopf.dev"]
+  resources: ["kopfpeerings"]
+  verbs: ["list", "watch", "patch"]
+{{- end }}
+{{- end }}
+
+{{/* Rules kopf needs at cluster scope, whatever the watched namespaces. */}}
+{{- define "grok-operator.rules.cluster" -}}
+# kopf's resource scanning: notices the GrokDeployment CRD appearing or changing.
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["list", "watch"]
+{{- if .Values.watch.namespaces }}
+# kopf of a namespaced operator lists and watches namespaces to match its --namespace patterns
+# (without it kopf retries for ~35 s at startup, then falls back to assuming they exist).
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end }}
+{{- if and .Values.peering.enabled (not .Values.watch.namespaces) }}
+# kopf peering of a cluster-wide operator: keep-alives in a ClusterKopfPeering.
+- apiGroups: ["kopf.dev"]
+  resources: ["clusterkopfpeerings"]
+  verbs: ["list", "watch", "patch"]
+{{- end }}
+{{- end }}
