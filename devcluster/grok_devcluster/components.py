@@ -100,6 +100,9 @@ def controller_manager_argv(binary: Path, layout: RunLayout, ports: Ports) -> li
         f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
         # Controllers act with the admin identity: one client, no per-controller token round trips.
         "--use-service-account-credentials=false",
+        # kwok heartbeats from the same two cores as everything else; under a busy test run a late
+        # lease renewal must not flip every fake node (and its pods) to NotReady.
+        "--node-monitor-grace-period=5m",
         "--profiling=false",
     ]
 

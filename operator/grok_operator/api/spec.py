@@ -1,0 +1,269 @@
+"""The GrokDeployment spec as pydantic models: the single source of the API.
+
+Data flow: `crd.py` turns these models into the CRD's openAPIV3Schema (each attribute docstring
+becomes the `description` that `kubectl explain` shows; `x-kubernetes-validations` below become CEL
+rules the apiserver enforces); the reconciler parses a live object's `.spec` back into
+`GrokDeploymentSpec` and renders children from it. Rules a schema cannot state (they need the
+model's dimensions) live in `validation.py`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from grok_operator.constants import DEFAULT_IMAGE
+from grok_worker.contract import DEFAULT_GRPC_PORT, DEFAULT_METRICS_PORT, ModelDims
+
+#: A Kubernetes resource quantity such as "80Gi", "24G" or "81920Mi".
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
+
+
+def _cel(*rules: tuple[str, str, str]) -> dict[str, Any]:
+    """CEL rules as (rule, message, fieldPath) for a model's `json_schema_extra`."""
+    return {
+        "x-kubernetes-validations": [
+            {"rule": rule, "message": message, **({"fieldPath": path} if path else {})}
+            for rule, message, path in rules
+        ]
+    }
+
+
+def _free_form_items(description: str) -> dict[str, Any]:
+    """Schema of a list of Kubernetes core objects that the apiserver should keep as given."""
+    return {
+        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True, "description": description}
+    }
+
+
+class ApiModel(BaseModel):
+    """Base of every API type: camelCase on the wire, attribute docstrings as descriptions."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
+    )
+
+
+class PvcSource(ApiModel):
+    """A PersistentVolumeClaim in the GrokDeployment's namespace that holds the checkpoint."""
+
+    claim_name: str = Field(min_length=1)
+    """Name of the PersistentVolumeClaim. Many pods mount it at once, so it needs ReadOnlyMany (or ReadWriteMany) access."""
+
+
+class HostPathSource(ApiModel):
+    """A directory on every GPU node (pre-seeded local disk) that holds the checkpoint."""
+
+    path: str = Field(pattern=r"^/")
+    """Absolute path of the directory on the node."""
+
+
+class CheckpointSource(ApiModel):
+    """Where the release-format checkpoint (a `ckpt-0/` folder of `tensorNNNNN_000` files) lives. Set exactly one of pvc, hostPath or uri."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "[has(self.pvc), has(self.hostPath), has(self.uri)].filter(x, x).size() == 1",
+                "set exactly one checkpoint source: pvc, hostPath or uri",
+                "",
+            )
+        )
+    )
+
+    pvc: PvcSource | None = None
+    """Read the checkpoint from a PersistentVolumeClaim."""
+    host_path: HostPathSource | None = None
+    """Read the checkpoint from a directory on the node."""
+    uri: str | None = Field(default=None, pattern=r"^[a-z0-9]+://.+")
+    """Object-store URI (e.g. s3://bucket/grok-1) to fetch the checkpoint from. Reserved: not supported by this operator version yet; use pvc or hostPath."""
+    path: str = ""
+    """Directory inside the volume that holds `ckpt-0/` (or is it); empty means the volume root."""
+
+
+class ModelDimensions(ApiModel):
+    """Explicit dimensions of a model of the Grok-1 architecture, for models that are not a preset. All sizes count elements."""
+
+    vocab_size: int = Field(ge=1)
+    """Number of tokens in the vocabulary (131072 for Grok-1)."""
+    d_model: int = Field(ge=1)
+    """Width of the residual stream (6144 for Grok-1)."""
+    n_layers: int = Field(ge=1)
+    """Number of transformer layers, each with attention and a mixture of experts (64 for Grok-1)."""
+    n_q_heads: int = Field(ge=1)
+    """Number of query heads (48 for Grok-1); must be divisible by the mesh's model axis."""
+    n_kv_heads: int = Field(ge=1)
+    """Number of key/value heads (8 for Grok-1); must divide nQHeads."""
+    head_dim: int = Field(ge=1)
+    """Size of one attention head (128 for Grok-1)."""
+    n_experts: int = Field(ge=1)
+    """Number of experts per layer (8 for Grok-1); must be divisible by the mesh's expert axis."""
+    experts_per_token: int = Field(ge=1)
+    """Experts each token is routed to (2 for Grok-1)."""
+    ffn_size: int = Field(ge=1)
+    """Hidden size of one expert's feed-forward network (32768 for Grok-1)."""
+    max_seq_len: int = Field(ge=2)
+    """Longest sequence the model supports (8192 for Grok-1)."""
+
+    def to_contract(self) -> ModelDims:
+        """The same dimensions as the worker contract spells them."""
+        return ModelDims(**self.model_dump(by_alias=False))
+
+
+class ModelSpec(ApiModel):
+    """Which model to serve and where its weights are. Set exactly one of preset or dimensions."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "has(self.preset) != has(self.dimensions)",
+                "set exactly one of model.preset (e.g. grok-1) or model.dimensions",
+                "",
+            )
+        )
+    )
+
+    preset: str | None = Field(default=None, min_length=1)
+    """Name of a built-in model, e.g. grok-1 (the released 314B model). Unknown names are reported in the InvalidSpec condition with the list of presets."""
+    dimensions: ModelDimensions | None = None
+    """Explicit dimensions, for a model of the Grok-1 architecture that is not a preset."""
+    quantization: Literal["int8", "bf16"] = "int8"
+    """How weights are held in GPU memory: int8 (the release format, dequantised inside each matmul) or bf16 (twice the memory)."""
+    checkpoint: CheckpointSource
+    """Where the release-format checkpoint lives."""
+    tokenizer_path: str = ""
+    """Path of the SentencePiece tokenizer.model inside the checkpoint volume (relative to its root). Empty: the worker serves token ids only."""
+
+
+class MeshAxes(ApiModel):
+    """Sizes of the device-mesh axes of one replica group; their product must equal hostsPerReplica × gpusPerHost."""
+
+    data: int = Field(default=1, ge=1)
+    """Data-parallel axis: batch slots are split across it, weights are replicated."""
+    expert: int = Field(default=1, ge=1)
+    """Expert-parallel axis: the experts of each layer are split across it (must divide the expert count)."""
+    model: int = Field(default=1, ge=1)
+    """Tensor-parallel axis: attention heads and expert FFNs are split across it (must divide the query heads)."""
+
+
+class TopologySpec(ApiModel):
+    """Shape of one replica group: how many hosts (pods), how many GPUs each, and how the devices form a mesh."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "!has(self.mesh) || self.mesh.data * self.mesh.expert * self.mesh.model"
+                " == self.hostsPerReplica * self.gpusPerHost",
+                "mesh.data × mesh.expert × mesh.model must equal hostsPerReplica × gpusPerHost"
+                " (the group's device count); change the mesh or the topology",
+                ".mesh",
+            )
+        )
+    )
+
+    hosts_per_replica: int = Field(default=1, ge=1, le=256)
+    """Pods (hosts) in one replica group. They join one jax.distributed group; host 0 is the leader that serves clients."""
+    gpus_per_host: int = Field(default=8, ge=1, le=64)
+    """GPUs requested by each pod (its requests and limits of gpuResourceName)."""
+    gpu_resource_name: str = Field(default="nvidia.com/gpu", min_length=1)
+    """Extended resource name the device plugin advertises."""
+    gpu_memory: str = Field(default="80Gi", pattern=QUANTITY_PATTERN)
+    """Memory of one GPU (e.g. 80Gi, 24Gi); the capacity planner checks weights + KV cache + headroom against it."""
+    mesh: MeshAxes | None = None
+    """Device-mesh axes. Default: every device of the group on the model (tensor-parallel) axis."""
+
+
+class ServingSpec(ApiModel):
+    """How each replica group serves requests."""
+
+    port: int = Field(default=DEFAULT_GRPC_PORT, ge=1, le=65535)
+    """gRPC port of the generation API and the health service (probes use it)."""
+    metrics_port: int = Field(default=DEFAULT_METRICS_PORT, ge=1, le=65535)
+    """Port of the Prometheus metrics endpoint."""
+    max_batch: int = Field(default=8, ge=1, le=4096)
+    """Decode slots: requests decoded together in one batched step. Sizes the KV cache with maxSequenceLength."""
+    max_sequence_length: int | None = Field(default=None, ge=2, le=1048576)
+    """Longest prompt + completion of one request; also the KV-cache length of each slot. Default: the model's maximum (8192 for Grok-1)."""
+    max_queue: int = Field(default=64, ge=0)
+    """Requests waiting for a slot; beyond it new requests get RESOURCE_EXHAUSTED."""
+    drain_grace_seconds: int = Field(default=30, ge=0, le=3600)
+    """Seconds in-flight requests get to finish after SIGTERM."""
+
+
+class RolloutSpec(ApiModel):
+    """How a spec change is rolled out, counted in whole replica groups."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "self.maxUnavailable + self.maxSurge >= 1",
+                "maxUnavailable + maxSurge must be at least 1, or a rollout could never start",
+                "",
+            )
+        )
+    )
+
+    max_unavailable: int = Field(default=1, ge=0)
+    """Replica groups that may be down at once during a rollout (below spec.replicas ready groups)."""
+    max_surge: int = Field(default=0, ge=0)
+    """Extra replica groups that may be created above spec.replicas during a rollout."""
+
+
+class FailurePolicySpec(ApiModel):
+    """What happens when a pod of a replica group fails, restarts or disappears."""
+
+    action: Literal["RecreateGroup", "Ignore"] = "RecreateGroup"
+    """RecreateGroup: delete and recreate every pod of the group (a jax.distributed group cannot re-admit one lost process). Ignore: leave the group as it is."""
+    backoff_seconds: int = Field(default=10, ge=0, le=3600)
+    """Wait before recreating the same group again; doubles after each recreation, up to 300 s."""
+
+
+class GrokDeploymentSpec(ApiModel):
+    """Desired state of a GrokDeployment: a model, a topology and a number of replica groups."""
+
+    replicas: int = Field(default=1, ge=0)
+    """Number of replica groups. Each group is hostsPerReplica pods serving one copy of the model."""
+    image: str = Field(default=DEFAULT_IMAGE, min_length=1)
+    """Worker container image (runs `grok-worker serve`)."""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    """When the kubelet pulls the image."""
+    model: ModelSpec
+    """The model and its checkpoint."""
+    topology: TopologySpec = TopologySpec()
+    """Hosts, GPUs and mesh of one replica group."""
+    serving: ServingSpec = ServingSpec()
+    """Ports, batch, sequence length and queue of the workers."""
+    rollout: RolloutSpec = RolloutSpec()
+    """Pace of rollouts, counted in replica groups."""
+    failure_policy: FailurePolicySpec = FailurePolicySpec()
+    """Reaction to a failed, restarted or lost pod."""
+    resources: dict[str, Any] = Field(
+        default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    """Extra container resources (core/v1 ResourceRequirements, e.g. cpu and memory requests). GPU requests and limits are set from topology."""
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    """Node labels the worker pods must match."""
+    tolerations: list[dict[str, Any]] = Field(
+        default_factory=list, json_schema_extra=_free_form_items("A core/v1 Toleration.")
+    )
+    """Tolerations of the worker pods (core/v1 Toleration), e.g. for tainted GPU nodes."""
+    affinity: dict[str, Any] = Field(
+        default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    """Affinity of the worker pods (core/v1 Affinity)."""
+    priority_class_name: str = ""
+    """PriorityClass of the worker pods."""
+    scheduler_name: str = ""
+    """Scheduler that places the worker pods; empty means the default scheduler."""
+    service_account_name: str = ""
+    """ServiceAccount of the worker pods; empty means the namespace's default."""
+    env: list[dict[str, Any]] = Field(
+        default_factory=list, json_schema_extra=_free_form_items("A core/v1 EnvVar.")
+    )
+    """Extra environment variables of the worker container (core/v1 EnvVar). Names starting with GROK_ are set by the operator and cannot be overridden."""

@@ -1,0 +1,120 @@
+"""`grok-operator`: run the operator, or print the GrokDeployment CRD.
+
+grok-operator run [--namespace NS ... | --all-namespaces] [--peering NAME | --standalone]
+                  [--log-level LEVEL] [--log-format plain|json] [--liveness URL]
+grok-operator crd            # the generated CRD YAML (what the chart ships)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from grok_operator.crd import render_crd_yaml
+from grok_operator.runtime import OperatorConfig, serve
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per log line (for log collectors)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in ("k8s_ref",):
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="grok-operator", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the operator")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="namespace to watch (repeatable; globs allowed)",
+    )
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    peer = run.add_mutually_exclusive_group()
+    peer.add_argument("--peering", metavar="NAME", help="KopfPeering object shared by operator replicas")
+    peer.add_argument("--standalone", action="store_true", help="no peering (the default)")
+    run.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
+    run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
+    run.add_argument("--context", help="kubeconfig context")
+    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument("--log-format", default="plain", choices=["plain", "json"])
+    run.add_argument(
+        "--liveness",
+        default="http://0.0.0.0:8080/healthz",
+        metavar="URL",
+        help="liveness endpoint for the pod's probes ('' to disable)",
+    )
+    run.add_argument("--resync-seconds", type=float, default=30.0, help="re-check every object this often")
+    run.add_argument("--workers", type=int, default=8, help="threads running reconcile passes")
+    sub.add_parser("crd", help="print the GrokDeployment CustomResourceDefinition (YAML)")
+    return parser
+
+
+def _configure_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "crd":
+        sys.stdout.write(render_crd_yaml())
+        return 0
+    if not args.all_namespaces and not args.namespace:
+        print(
+            "grok-operator run: choose what to watch: --namespace NS (repeatable) or --all-namespaces",
+            file=sys.stderr,
+        )
+        return 2
+    _configure_logging(args.log_level, args.log_format)
+    config = OperatorConfig(
+        namespaces=tuple(args.namespace),
+        all_namespaces=args.all_namespaces,
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        peering=args.peering,
+        priority=args.priority,
+        resync_seconds=args.resync_seconds,
+        liveness_endpoint=args.liveness or None,
+        workers=args.workers,
+    )
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(config, stop_flag=stop)
+
+    asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""Names the operator shares with its users and its children: the API group, labels, annotations,
+condition types, reasons and phases.
+
+Everything a user can see in `kubectl get -o yaml` (a label key, a condition reason) is spelled once
+here, so renderers, the planner, the status writer and the tests agree on it.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+GROUP: Final = "serving.grok.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+KIND: Final = "GrokDeployment"
+PLURAL: Final = "grokdeployments"
+SINGULAR: Final = "grokdeployment"
+SHORT_NAMES: Final = ("grokd", "gd")
+CRD_NAME: Final = f"{PLURAL}.{GROUP}"
+
+#: The one field manager every write of the operator goes through (server-side apply).
+FIELD_MANAGER: Final = "grok-operator"
+#: Image used when a GrokDeployment names none.
+DEFAULT_IMAGE: Final = "ghcr.io/grok-operator/grok-worker:0.1.0"
+#: Name of the worker container in every pod.
+WORKER_CONTAINER: Final = "worker"
+
+# --- labels -----------------------------------------------------------------------------------
+LABEL_NAME: Final = "app.kubernetes.io/name"
+LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
+LABEL_COMPONENT: Final = "app.kubernetes.io/component"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+#: Name of the owning GrokDeployment; every child and every pod carries it.
+LABEL_DEPLOYMENT: Final = f"{GROUP}/deployment"
+#: Name of the replica group (the StatefulSet) a pod or headless Service belongs to.
+LABEL_GROUP: Final = f"{GROUP}/group"
+#: Index of the replica group, "0", "1", ...
+LABEL_GROUP_INDEX: Final = f"{GROUP}/group-index"
+#: Hash of the rendered pod template; a group is up to date when all its pods carry the current one.
+LABEL_TEMPLATE_HASH: Final = f"{GROUP}/template-hash"
+#: Set by the StatefulSet controller on every pod (Kubernetes >= 1.28): the host index in the group.
+LABEL_POD_INDEX: Final = "apps.kubernetes.io/pod-index"
+
+APP_NAME: Final = "grok-worker"
+MANAGED_BY: Final = "grok-operator"
+
+# --- annotations ------------------------------------------------------------------------------
+#: Hash of the whole rendered child; the operator writes a child only when this differs.
+ANNOTATION_RENDER_HASH: Final = f"{GROUP}/render-hash"
+#: Hash of the worker config on the pod template, so a config change rolls the groups.
+ANNOTATION_CONFIG_HASH: Final = f"{GROUP}/config-hash"
+
+
+class ConditionType:
+    """The `type` of the conditions in `status.conditions`."""
+
+    READY: Final = "Ready"
+    PROGRESSING: Final = "Progressing"
+    DEGRADED: Final = "Degraded"
+
+
+class Reason:
+    """Condition reasons (CamelCase, API conventions); each tells the user a different story."""
+
+    #: The spec cannot be served as written; the message names the field and the fix.
+    INVALID_SPEC: Final = "InvalidSpec"
+    #: Weights + KV cache + headroom do not fit the GPUs' memory; the message carries the numbers.
+    INSUFFICIENT_DEVICE_MEMORY: Final = "InsufficientDeviceMemory"
+    #: The scheduler cannot place a pod (not enough GPUs, taints, selectors); carries its message.
+    UNSCHEDULABLE: Final = "Unschedulable"
+    #: Pods are scheduled and starting: pulling, loading weights, compiling, joining the group.
+    LOADING: Final = "Loading"
+    #: A worker keeps failing; its group is recreated (JAX cannot re-admit one lost process).
+    CRASH_LOOPING: Final = "CrashLooping"
+    #: Every replica group is up to date and serving.
+    READY: Final = "Ready"
+    #: A spec change is being rolled out group by group.
+    ROLLING: Final = "Rolling"
+    #: Replica groups are being added or removed.
+    SCALING: Final = "Scaling"
+    #: Nothing is wrong (used for Degraded=False).
+    AS_EXPECTED: Final = "AsExpected"
+    #: replicas is 0: nothing to serve.
+    SCALED_TO_ZERO: Final = "ScaledToZero"
+
+
+class EventReason:
+    """Reasons of the Kubernetes Events the operator records on a GrokDeployment."""
+
+    GROUP_RECREATED: Final = "GroupRecreated"
+    INSUFFICIENT_DEVICE_MEMORY: Final = Reason.INSUFFICIENT_DEVICE_MEMORY
+    INVALID_SPEC: Final = Reason.INVALID_SPEC
+    GROUP_ROLLED: Final = "GroupRolled"
+    SCALED: Final = "Scaled"
+
+
+class Phase:
+    """One-word summary in `status.phase` (the PHASE printer column)."""
+
+    PENDING: Final = "Pending"
+    LOADING: Final = "Loading"
+    READY: Final = "Ready"
+    ROLLING: Final = "Rolling"
+    DEGRADED: Final = "Degraded"
+    INVALID: Final = "Invalid"
+    INFEASIBLE: Final = "Infeasible"
+    UNSCHEDULABLE: Final = "Unschedulable"
+    SCALED_TO_ZERO: Final = "ScaledToZero"
