@@ -7,6 +7,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Tests and the demo start the project's console scripts (grok-operator, grok-worker, grok).
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: venv binaries test lint unit demo demo-down bench bench-quick protos clean
 

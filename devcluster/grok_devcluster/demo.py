@@ -153,6 +153,15 @@ def start_process(
 PROGRAMS = {"operator": "grok-operator", "worker": "grok-worker"}
 
 
+def console_script(name: str) -> str:
+    """Path of one of the project's console scripts: beside this interpreter first (a virtualenv
+    that is not on PATH, as under `make`), else on PATH, else the bare name."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return str(beside)
+    return shutil.which(name) or name
+
+
 def runs_program(pid: int, program: str) -> bool:
     """Whether `pid` is alive and still runs `program` (a recorded pid may have been reused)."""
     proc = Path("/proc")
@@ -297,7 +306,7 @@ def operator_argv(deployment: dict[str, Any], liveness_port: int) -> list[str]:
         f"--liveness=http://127.0.0.1:{liveness_port}/healthz" if arg.startswith("--liveness") else arg
         for arg in argv[1:]
     ]
-    return [shutil.which("grok-operator") or "grok-operator", *rewritten]
+    return [console_script("grok-operator"), *rewritten]
 
 
 def start_operator(
@@ -328,7 +337,7 @@ def write_model(model_dir: Path) -> None:
         say(f"    reusing {model_dir}")
         return
     model_dir.mkdir(parents=True, exist_ok=True)
-    grok_worker = shutil.which("grok-worker") or "grok-worker"
+    grok_worker = console_script("grok-worker")
     subprocess.run(
         [grok_worker, "make-checkpoint", "--preset", "tiny", "--seed", "0", str(model_dir)], check=True
     )
@@ -489,11 +498,11 @@ def start_worker(
     argv = list(container.get("command", [])) + list(container.get("args", []))
     if not argv or Path(argv[0]).name != "grok-worker":
         raise DemoError(f"the operator's worker container does not run grok-worker: {argv}")
-    argv[0] = shutil.which("grok-worker") or "grok-worker"
+    argv[0] = console_script("grok-worker")
     proc = start_process(state, "worker", argv, {**os.environ, **env, "JAX_PLATFORMS": "cpu"})
     state.worker_target = f"127.0.0.1:{port}"
     state.save()
-    grok = shutil.which("grok") or "grok"
+    grok = console_script("grok")
 
     def serving() -> bool:
         ensure_alive(state, "worker", proc)
@@ -546,7 +555,7 @@ def up(
     say(f"    in a cluster, clients use the GrokDeployment's Service ({endpoint or 'status.endpoint'});")
     say(f"    no kube-proxy runs here, so the CLI talks to the leader directly at {state.worker_target}")
     say("    (random weights: expect gibberish, streamed token by token, sampled with a fixed seed)")
-    grok = shutil.which("grok") or "grok"
+    grok = console_script("grok")
     argv = [grok, "generate", "--target", state.worker_target, "--max-tokens", str(max_tokens)]
     subprocess.run([*argv, "--temperature", "0.8", "--seed", "0", prompt], check=True)
     say(f"\nDone in {time.monotonic() - _STEP_STARTS[0][1]:.0f}s ({step_summary()}).")
