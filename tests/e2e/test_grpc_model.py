@@ -7,8 +7,6 @@ time, no engine, no batching), also when several requests share the decode batch
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,27 +22,6 @@ from grok_worker.server.local import free_port, spawn_worker, wait_serving
 pytestmark = pytest.mark.slow
 CFG = PRESETS["tiny"]
 PROMPTS = [[1, 17, 99, 5], [1, 400, 3, 3, 250, 7, 8, 9, 10, 11], [1, 2, 300]]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("tiny-ckpt")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "grok_worker",
-            "make-checkpoint",
-            "--preset",
-            "tiny",
-            "--seed",
-            "3",
-            str(directory),
-        ],
-        check=True,
-        timeout=300,
-    )
-    return directory
 
 
 CORPUS = [

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,27 +60,6 @@ def stop_all(procs: list[subprocess.Popen[str]]) -> None:
         if proc.poll() is None:
             proc.kill()
         proc.wait(30)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("tiny-ckpt")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "grok_worker",
-            "make-checkpoint",
-            "--preset",
-            "tiny",
-            "--seed",
-            "3",
-            str(directory),
-        ],
-        check=True,
-        timeout=300,
-    )
-    return directory
 
 
 def single_process_greedy(checkpoint: Path, prompt: list[int], n: int) -> list[int]:

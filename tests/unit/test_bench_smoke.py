@@ -18,18 +18,17 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-# `bench` is a top-level folder of the repository (not an installed package): import it from there.
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+# `bench` is a top-level folder of the repository (not an installed package); pytest's
+# `pythonpath` setting puts the repository root on sys.path.
+from bench.__main__ import expand
+from bench.grpc_load import Trace, steady_rate
+from bench.operator_apply import parse_write_counts
+from bench.options import Options
+from bench.registry import BENCHMARKS, quick_set
+from bench.report import Figure, Result, json_lines, table
+from bench.timing import interleaved, percentile
 
-from bench.__main__ import expand  # noqa: E402
-from bench.grpc_load import Trace, steady_rate  # noqa: E402
-from bench.operator_apply import parse_write_counts  # noqa: E402
-from bench.options import Options  # noqa: E402
-from bench.registry import BENCHMARKS, quick_set  # noqa: E402
-from bench.report import Figure, Result, json_lines, table  # noqa: E402
-from bench.timing import interleaved, percentile  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 JSON_KEYS = ["bench", "figure", "value", "unit", "baseline", "ratio", "goal"]
 

@@ -23,7 +23,7 @@ from grok_worker.engine.requests import (
     TokenEvent,
 )
 from grok_worker.engine.scheduler import RequestHandle, Scheduler
-from grok_worker.engine.text import BOS_ID
+from grok_worker.engine.text import BOS_ID, Tokenizer
 from grok_worker.server.state import LoadState, WorkerState
 from grok_worker.server.validation import InvalidRequestError, check_token_ids, generation_request
 
@@ -140,9 +140,8 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
             handle.cancel()
 
     # ---- text and info ------------------------------------------------------------------------
-    async def Tokenize(  # noqa: N802 (gRPC method names)
-        self, request: pb.TokenizeRequest, context: Context
-    ) -> pb.TokenizeResponse:
+    async def _require_tokenizer(self, context: Context) -> Tokenizer:
+        """The loaded tokenizer, or abort with FAILED_PRECONDITION saying why there is none."""
         tokenizer = self.scheduler.tokenizer if self.scheduler else None
         if tokenizer is None:
             await context.abort(
@@ -152,6 +151,12 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
                 else f"worker is {self.state.state.name}; retry later",
             )
         assert tokenizer is not None
+        return tokenizer
+
+    async def Tokenize(  # noqa: N802 (gRPC method names)
+        self, request: pb.TokenizeRequest, context: Context
+    ) -> pb.TokenizeResponse:
+        tokenizer = await self._require_tokenizer(context)
         ids = tokenizer.encode(request.text)
         if request.add_bos:
             ids = [BOS_ID, *ids]
@@ -160,15 +165,7 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
     async def Detokenize(  # noqa: N802 (gRPC method names)
         self, request: pb.DetokenizeRequest, context: Context
     ) -> pb.DetokenizeResponse:
-        tokenizer = self.scheduler.tokenizer if self.scheduler else None
-        if tokenizer is None:
-            await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                "this worker has no tokenizer (model.tokenizer_path is empty)"
-                if self.scheduler
-                else f"worker is {self.state.state.name}; retry later",
-            )
-        assert tokenizer is not None
+        tokenizer = await self._require_tokenizer(context)
         try:
             check_token_ids(list(request.token_ids), tokenizer.vocab_size, "token_ids")
         except InvalidRequestError as exc:
