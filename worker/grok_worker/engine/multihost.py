@@ -119,6 +119,8 @@ class StepBroadcaster:
             self.send({"op": "shutdown"})
         self._closing = True
         for conn in self._peers.values():
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)  # wakes the monitor thread blocked in recv()
             conn.close()
         self._server.close()
 
@@ -195,7 +197,11 @@ class StepFollower:
             yield message
 
     def close(self) -> None:
+        """Leave the group: shutdown() first, so a thread blocked in recv() on this socket wakes
+        with end-of-stream (close() alone does not interrupt a blocked recv on Linux)."""
         if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
             self._sock.close()
 
 
