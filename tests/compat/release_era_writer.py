@@ -49,13 +49,15 @@ def main():
         sys.modules["model"] = mod
     directory = os.path.join(out, "ckpt-0")
     os.makedirs(directory, exist_ok=True)
-    for index, shape, scales_shape in json.load(open(spec_path))["tensors"]:
+    with open(spec_path) as f:
+        tensors = json.load(f)["tensors"]
+    for index, shape, scales_shape in tensors:
         if scales_shape is None:
             value = values(index, shape, "float32")
         else:
             weight = values(index, shape, "int8")
             value = QuantizedWeight8bit(weight=weight, scales=values(index, scales_shape, "bfloat16"))
-        with open(os.path.join(directory, "tensor%05d_000" % index), "wb") as f:
+        with open(os.path.join(directory, f"tensor{index:05d}_000"), "wb") as f:
             pickle.dump(value, f, protocol=4)
     print(np.__version__, ml_dtypes.__version__)
 

@@ -48,7 +48,8 @@ CFG = grok_architecture(
 
 def _writer() -> ModuleType:
     spec = importlib.util.spec_from_file_location("release_era_writer", WRITER)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -83,7 +84,9 @@ def _side_python(numpy_version: str, ml_dtypes_version: str) -> Path:
 
 
 def _spec_file(tmp_path: Path) -> Path:
-    tensors = [[s.index, list(s.shape), list(s.scales_shape) if s.quantized else None] for s in CFG.tensor_specs()]
+    tensors = [
+        [s.index, list(s.shape), list(s.scales_shape) if s.quantized else None] for s in CFG.tensor_specs()
+    ]
     path = tmp_path / "spec.json"
     path.write_text(json.dumps({"tensors": tensors}))
     return path
@@ -98,7 +101,8 @@ def _expected_checkpoint(tmp_path: Path) -> Path:
     for s in CFG.tensor_specs():
         if s.quantized:
             leaves[s.index] = QuantizedWeight8bit(
-                weight=w.values(s.index, s.shape, "int8"), scales=w.values(s.index, s.scales_shape, "bfloat16")
+                weight=w.values(s.index, s.shape, "int8"),
+                scales=w.values(s.index, s.scales_shape, "bfloat16"),
             )
         else:
             leaves[s.index] = w.values(s.index, s.shape, "float32")
@@ -131,7 +135,8 @@ def test_checkpoint_pickled_by_a_real_old_stack_loads_bit_identical(
     assert f"{module}\x94\x8c\x13QuantizedWeight8bit" in names
     assert ("numpy.core.multiarray" if numpy_version.startswith("1.") else "numpy._core.multiarray") in names
     big = index_leaf(out / "ckpt-0" / "tensor00002_000")[0]
-    assert big.weight is not None and big.weight.payload.inline is None  # located, not read
+    assert big.weight is not None
+    assert big.weight.payload.inline is None  # located, not read
     flags_before = np.dtype(ml_dtypes.bfloat16).flags
 
     got = load_checkpoint(out, CFG)
@@ -139,5 +144,5 @@ def test_checkpoint_pickled_by_a_real_old_stack_loads_bit_identical(
 
     assert np.dtype(ml_dtypes.bfloat16).flags == flags_before
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
-        assert a.dtype == b.dtype and a.shape == b.shape
+        assert (a.dtype, a.shape) == (b.dtype, b.shape)
         assert np.asarray(a).tobytes() == np.asarray(b).tobytes()

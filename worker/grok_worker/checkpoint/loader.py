@@ -126,7 +126,8 @@ def _boxes(sharding: Sharding | None, shape: tuple[int, ...]) -> list[Box]:
     """Distinct boxes of this process's devices (a replicated slice once per host)."""
     if sharding is None:
         return [full_box(shape)]
-    seen = dict.fromkeys(box_of(i, shape) for i in sharding.addressable_devices_indices_map(shape).values())
+    indices = sharding.addressable_devices_indices_map(shape).values()
+    seen = dict.fromkeys(box_of(i or (), shape) for i in indices)
     return list(seen)
 
 
@@ -197,7 +198,7 @@ def _place(shape: tuple[int, ...], sharding: Sharding | None, fn: SliceFn) -> ja
     """Put a leaf on devices; with a sharding, each device receives only its own slice."""
     if sharding is None:
         return jnp.asarray(fn(tuple(slice(0, d) for d in shape)))
-    return jax.make_array_from_callback(shape, sharding, fn)
+    return jax.make_array_from_callback(shape, sharding, lambda i: fn(i or ()))
 
 
 def _expected_files(directory: Path, specs: list[TensorSpec]) -> None:
@@ -291,4 +292,10 @@ def load_checkpoint(
     return load_checkpoint_with_stats(path, cfg, mesh, progress, quantization, workers, verify)[0]
 
 
-__all__ = ["CheckpointFormatError", "LoadStats", "checkpoint_dir", "load_checkpoint", "load_checkpoint_with_stats"]
+__all__ = [
+    "CheckpointFormatError",
+    "LoadStats",
+    "checkpoint_dir",
+    "load_checkpoint",
+    "load_checkpoint_with_stats",
+]

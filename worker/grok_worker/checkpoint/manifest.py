@@ -163,9 +163,13 @@ def check_files(directory: Path, names: Sequence[str], digests: bool, progress: 
         return sum((directory / n).stat().st_size for n in names)
     problems = _compare(directory, entries, names, None)
     if not problems and digests:
-        problems = _compare(directory, entries, names, _digests([directory / n for n in names], progress, None))
+        problems = _compare(
+            directory, entries, names, _digests([directory / n for n in names], progress, None)
+        )
     if problems:
-        listed = "; ".join(map(str, problems[:5])) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        listed = "; ".join(map(str, problems[:5])) + (
+            f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        )
         raise CheckpointFormatError(
             f"{directory}: {len(problems)} file(s) differ from {MANIFEST_NAME}: {listed}. The copy is "
             "incomplete or damaged: copy those files again"

@@ -23,9 +23,10 @@ import math
 import os
 import pickle
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 import ml_dtypes
 import numpy as np
@@ -242,9 +243,14 @@ class _BoundedFile:
         self._f.seek(n, os.SEEK_CUR)
 
 
-class _IndexUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
+class _IndexUnpickler(pickle._Unpickler):
     """Pure-Python pickle machine whose globals are placeholders and whose large byte strings are
     recorded as file ranges instead of read (see the module docstring)."""
+
+    # Set by pickle._Unpickler.load(); declared for the type checker (typeshed omits them).
+    _unframer: Any
+    append: Callable[[object], None]
+    read: Callable[[int], bytes]
 
     def __init__(self, file: _BoundedFile) -> None:
         super().__init__(file)
@@ -289,7 +295,7 @@ class _IndexUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
     def _refuse(self) -> None:
         raise CheckpointFormatError("protocol-5 byte arrays and buffers are not part of the format")
 
-    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+    dispatch: ClassVar[dict[int, Callable[[Any], None]]] = dict(pickle._Unpickler.dispatch)
     dispatch[pickle.BINBYTES[0]] = _load_binbytes
     dispatch[pickle.BINBYTES8[0]] = _load_binbytes8
     for _op in (pickle.BYTEARRAY8, pickle.NEXT_BUFFER, pickle.READONLY_BUFFER):

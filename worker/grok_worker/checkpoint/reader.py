@@ -108,7 +108,7 @@ def read_array(ref: ArrayRef, boxes: Sequence[Box] | None = None) -> tuple[np.nd
     `boxes` is None); returns it and the number of its bytes taken from the file."""
     out = empty_array(ref.dtype, ref.shape)
     runs = byte_runs(ref.shape, ref.dtype.itemsize, [full_box(ref.shape)] if boxes is None else boxes)
-    flat = memoryview(out.reshape(-1).view(np.uint8)) if out.size else memoryview(b"")
+    flat = memoryview(out.reshape(-1).view(np.uint8).data) if out.size else memoryview(bytearray())
     inline = ref.payload.inline
     if inline is not None:
         for start, end in runs.tolist():

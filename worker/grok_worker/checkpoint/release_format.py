@@ -88,4 +88,11 @@ def write_leaf(path: Path, value: np.ndarray | QuantizedWeight8bit) -> None:
     tmp.replace(path)
 
 
-__all__ = ["CKPT_DIR", "CheckpointFormatError", "QuantizedWeight8bit", "leaf_file_name", "read_leaf", "write_leaf"]
+__all__ = [
+    "CKPT_DIR",
+    "CheckpointFormatError",
+    "QuantizedWeight8bit",
+    "leaf_file_name",
+    "read_leaf",
+    "write_leaf",
+]
