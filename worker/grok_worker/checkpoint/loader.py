@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 from jax.sharding import Mesh, Sharding
@@ -196,8 +195,8 @@ def _slice_fns(spec: TensorSpec, hosts: list[np.ndarray]) -> list[SliceFn]:
 
 def _place(shape: tuple[int, ...], sharding: Sharding | None, fn: SliceFn) -> jax.Array:
     """Put a leaf on devices; with a sharding, each device receives only its own slice."""
-    if sharding is None:
-        return jnp.asarray(fn(tuple(slice(0, d) for d in shape)))
+    if sharding is None:  # device_put, not jnp.asarray: on CPU it adopts an aligned buffer uncopied
+        return jax.device_put(fn(tuple(slice(0, d) for d in shape)))
     return jax.make_array_from_callback(shape, sharding, lambda i: fn(i or ()))
 
 
