@@ -196,7 +196,8 @@ def _slice_fns(spec: TensorSpec, hosts: list[np.ndarray]) -> list[SliceFn]:
 def _place(shape: tuple[int, ...], sharding: Sharding | None, fn: SliceFn) -> jax.Array:
     """Put a leaf on devices; with a sharding, each device receives only its own slice."""
     if sharding is None:  # device_put, not jnp.asarray: on CPU it adopts an aligned buffer uncopied
-        return jax.device_put(fn(tuple(slice(0, d) for d in shape)))
+        placed: jax.Array = jax.device_put(fn(tuple(slice(0, d) for d in shape)))
+        return placed
     return jax.make_array_from_callback(shape, sharding, lambda i: fn(i or ()))
 
 
