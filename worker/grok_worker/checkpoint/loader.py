@@ -265,8 +265,9 @@ def load_checkpoint_with_stats(
     stats = LoadStats(files=len(files))
     stats.file_bytes = manifest.check_files(directory, [f.name for f in files], verify, verify_progress)
     stats.digests_verified = verify
-    # Reads overlap placement; one core is left to JAX's copies and the server's event loop.
-    n_workers = workers or max(1, min(8, (os.cpu_count() or 1) - 1))
+    # Threads overlap one leaf's reads with another's conversion and placement (preadv and
+    # numpy casts release the GIL); on disks and network file systems parallel reads also pay.
+    n_workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="ckpt-load") as pool:
         indexed = list(pool.map(index_leaf, files))
         for spec, (index, _) in zip(specs, indexed, strict=True):

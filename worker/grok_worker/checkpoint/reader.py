@@ -32,7 +32,6 @@ from grok_worker.checkpoint.pickle_index import ArrayRef
 Box = tuple[tuple[int, int], ...]
 #: Buffers are aligned like this so XLA's CPU client may use them without another copy.
 _ALIGN = 64
-_HUGE_PAGE = 2 << 20
 
 
 def full_box(shape: Sequence[int]) -> Box:
@@ -87,22 +86,21 @@ def byte_runs(shape: Sequence[int], itemsize: int, boxes: Iterable[Box]) -> np.n
     return np.stack([starts[first], ends[last]], axis=1)
 
 
-def empty_array(dtype: np.dtype[Any], shape: Sequence[int], huge_pages: bool = False) -> np.ndarray:
-    """An uninitialised, 64-byte aligned C-order array (only the pages written take memory).
+def empty_array(dtype: np.dtype[Any], shape: Sequence[int]) -> np.ndarray:
+    """An uninitialised, page-aligned C-order array (only the pages written take memory).
 
-    `huge_pages`: a fresh anonymous mapping with transparent huge pages asked for, so filling it
-    takes 512 times fewer page faults (the loader's main cost beyond the copy itself when the
-    arrays stay in host memory, as on the CPU backend). Only for arrays read whole or mostly: a
-    huge page is committed entirely by the first byte written to it."""
+    Its own anonymous mapping with huge pages declined: numpy asks for transparent huge pages on
+    large arrays, and under memory pressure the kernel then compacts memory at each fault, which
+    made loads 2-3x slower than plain reads on a busy machine."""
     nbytes = math.prod(shape) * dtype.itemsize
-    if huge_pages and nbytes >= _HUGE_PAGE:
-        area = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        with contextlib.suppress(AttributeError, OSError):  # not every kernel offers it
-            area.madvise(mmap.MADV_HUGEPAGE)
-        return np.frombuffer(area, np.uint8).view(dtype).reshape(tuple(shape))  # page aligned
-    raw = np.empty(nbytes + _ALIGN, np.uint8)
-    start = (-raw.ctypes.data) % _ALIGN
-    return raw[start : start + nbytes].view(dtype).reshape(tuple(shape))
+    if nbytes < mmap.PAGESIZE:
+        raw = np.empty(nbytes + _ALIGN, np.uint8)
+        start = (-raw.ctypes.data) % _ALIGN
+        return raw[start : start + nbytes].view(dtype).reshape(tuple(shape))
+    area = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    with contextlib.suppress(AttributeError, OSError):  # MADV_NOHUGEPAGE is Linux-only
+        area.madvise(mmap.MADV_NOHUGEPAGE)
+    return np.frombuffer(area, np.uint8).view(dtype).reshape(tuple(shape))
 
 
 def _pread_exact(fd: int, view: memoryview, offset: int, ref: ArrayRef) -> None:
@@ -121,7 +119,7 @@ def read_array(ref: ArrayRef, boxes: Sequence[Box] | None = None) -> tuple[np.nd
     `boxes` is None); returns it and the number of its bytes taken from the file."""
     runs = byte_runs(ref.shape, ref.dtype.itemsize, [full_box(ref.shape)] if boxes is None else boxes)
     wanted = int((runs[:, 1] - runs[:, 0]).sum())
-    out = empty_array(ref.dtype, ref.shape, huge_pages=wanted * 4 >= ref.nbytes * 3)
+    out = empty_array(ref.dtype, ref.shape)
     flat = memoryview(out.reshape(-1).view(np.uint8).data) if out.size else memoryview(bytearray())
     inline = ref.payload.inline
     if inline is not None:
