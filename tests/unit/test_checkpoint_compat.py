@@ -2,8 +2,9 @@
 
 Each case runs tests/compat/release_era_writer.py (standalone: numpy and ml_dtypes only) inside a
 side virtualenv that this test creates with `python -m venv` + `pip install numpy==X ml_dtypes==Y`
-and caches under ~/.cache/grok-operator/checkpoint-compat/<versions>/ (cold: about 15 s per
-environment with a warm pip cache; warm: nothing). The files therefore carry those versions' own
+and caches under ~/.cache/grok-operator/checkpoint-compat/<python, numpy, ml_dtypes versions>/.
+Cost: cold 10-35 s per environment (3 min for all five the first time, downloads included, on a
+loaded machine); warm, the ten cases take 6 s. The files therefore carry those versions' own
 pickles: numpy 1.26's `numpy.core.multiarray`, the bfloat16 dtype flags of ml_dtypes before 0.6
 (80) and from 0.6 (64), the class as `__main__.` or `model.QuantizedWeight8bit`. The writer's
 contents are a fixed integer formula, regenerated here by importing the same script.
@@ -57,7 +58,8 @@ def _writer() -> ModuleType:
 
 def _side_python(numpy_version: str, ml_dtypes_version: str) -> Path:
     """The interpreter of a cached side environment with exactly these two packages."""
-    env = CACHE / f"numpy-{numpy_version}_ml_dtypes-{ml_dtypes_version}"
+    py = f"py{sys.version_info.major}.{sys.version_info.minor}"
+    env = CACHE / f"{py}_numpy-{numpy_version}_ml_dtypes-{ml_dtypes_version}"
     python = env / "bin" / "python"
     if python.exists():
         return python
