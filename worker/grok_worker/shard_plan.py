@@ -6,7 +6,7 @@ per-host reads and `grok-worker plan` all derive from this ONE description.
 
 Data flow: `ModelConfig` + `MeshSpec` -> `layout()` -> `Layout` (which mesh axes each logical axis
 is split over) -> per tensor `dim_axes()` -> per device `index_box()` -> `device_bytes()`,
-`host_read_bytes()`, `memory_plan()`.
+`host_read_bytes()`, `device_plan()`.
 
 The mesh has four axes, device-major to minor: "data", "expert", "model_kv", "model_q". The
 contract's "model" axis (size M) is split as model_kv × model_q: query heads, expert FFN width and
@@ -168,9 +168,7 @@ def layout(cfg: ModelConfig, mesh: MeshSpec) -> Layout:
 
 
 # ---- index boxes -------------------------------------------------------------------------------
-def index_box(
-    lay: Layout, axes: tuple[str, ...], shape: tuple[int, ...], device: dict[str, int]
-) -> Box:
+def index_box(lay: Layout, axes: tuple[str, ...], shape: tuple[int, ...], device: dict[str, int]) -> Box:
     """The [start, stop) slice of each dimension that `device` holds."""
     box = []
     for size, split in zip(shape, lay.dim_axes(axes, shape), strict=True):
@@ -225,7 +223,9 @@ def cache_bytes(cfg: ModelConfig, lay: Layout, batch: int, max_len: int, device:
 def host_devices(lay: Layout, hosts: int, host: int) -> list[dict[str, int]]:
     """The devices of `host` (consecutive in device order, like jax.devices() across processes)."""
     if hosts < 1 or lay.size % hosts or not 0 <= host < hosts:
-        raise ValueError(f"hosts={hosts}, host={host}: the {lay.size} devices must split evenly over the hosts")
+        raise ValueError(
+            f"hosts={hosts}, host={host}: the {lay.size} devices must split evenly over the hosts"
+        )
     per = lay.size // hosts
     return lay.devices()[host * per : (host + 1) * per]
 
@@ -267,23 +267,26 @@ def host_read_bytes(cfg: ModelConfig, mesh: MeshSpec, hosts: int, host: int) -> 
 # ---- the memory plan --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DevicePlan:
-    """Bytes one device holds (the largest over the mesh) and what each host reads."""
+    """Bytes one device holds (every device holds the same: splits are even by construction)."""
 
     layout: Layout
     weights_bytes: int
     kv_cache_bytes: int
-    host_read_bytes: tuple[int, ...]
 
 
 def device_plan(
-    cfg: ModelConfig, quantization: Quantization, mesh: MeshSpec, *, batch: int, max_len: int, hosts: int
+    cfg: ModelConfig, quantization: Quantization, mesh: MeshSpec, *, batch: int, max_len: int
 ) -> DevicePlan:
-    """Per-device weight and KV bytes (maximum over devices) and per-host checkpoint read bytes."""
+    """Per-device weight bytes (scales included) and KV-cache bytes for batch × max_len."""
     lay = layout(cfg, mesh)
-    devices = lay.devices()
+    first = lay.devices()[0]
     return DevicePlan(
         layout=lay,
-        weights_bytes=max(weight_bytes(cfg, quantization, lay, d) for d in devices),
-        kv_cache_bytes=max(cache_bytes(cfg, lay, batch, max_len, d) for d in devices),
-        host_read_bytes=tuple(host_read_bytes(cfg, mesh, hosts, h) for h in range(hosts)),
+        weights_bytes=weight_bytes(cfg, quantization, lay, first),
+        kv_cache_bytes=cache_bytes(cfg, lay, batch, max_len, first),
     )
+
+
+def max_host_read_bytes(cfg: ModelConfig, mesh: MeshSpec, hosts: int) -> int:
+    """The most checkpoint bytes any one host of a group reads (what its startup budget must allow)."""
+    return max(host_read_bytes(cfg, mesh, hosts, h) for h in range(hosts))

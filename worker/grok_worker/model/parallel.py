@@ -42,7 +42,10 @@ class Shards:
     def psum(self, x: Array, *logical: str) -> Array:
         """Sum x over the devices that split the given logical axes."""
         axes = self.axes(*logical)
-        return jax.lax.psum(x, axes) if axes else x
+        if not axes:
+            return x
+        summed: Array = jax.lax.psum(x, axes)  # type: ignore[no-untyped-call]
+        return summed
 
     def index(self, logical: str) -> Array | int:
         """This device's position along the mesh axes splitting `logical` (0 when not split)."""
@@ -65,4 +68,6 @@ def local_scales(w: Weight, rows_total: int, index: Array | int) -> Weight:
     per_group = rows_total // groups
     size = max(1, rows // per_group)
     start = index * rows // per_group
-    return QuantizedWeight(w.weight, jax.lax.dynamic_slice_in_dim(w.scales, start, size, axis=w.scales.ndim - 2))
+    return QuantizedWeight(
+        w.weight, jax.lax.dynamic_slice_in_dim(w.scales, start, size, axis=w.scales.ndim - 2)
+    )

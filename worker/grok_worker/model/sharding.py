@@ -28,10 +28,10 @@ from grok_worker.shard_plan import CACHE_AXES, MESH_AXES, PARAM_AXES, Layout, ca
 __all__ = [
     "MESH_AXES",
     "cache_shardings",
+    "forward_specs",
     "layout_of_mesh",
     "make_mesh",
     "param_shardings",
-    "forward_specs",
     "partition_spec",
     "replicated",
     "shard_cache",
@@ -87,7 +87,9 @@ def spec_shardings(
     lay = layout_of_mesh(cfg, mesh) if mesh is not None else None
     result: dict[int, list[NamedSharding | None]] = {}
     for s in cfg.tensor_specs(quantization):
-        result[s.index] = [None, None] if mesh is None or lay is None else list(_spec_shardings_one(s, lay, mesh))
+        result[s.index] = (
+            [None, None] if mesh is None or lay is None else list(_spec_shardings_one(s, lay, mesh))
+        )
     return result
 
 
@@ -116,7 +118,7 @@ def cache_shardings(cfg: ModelConfig, mesh: Mesh, batch: int, max_len: int) -> K
     lay = layout_of_mesh(cfg, mesh)
     shapes = cache_shapes(cfg, batch, max_len)
     return KVCache(
-        **{n: NamedSharding(mesh, partition_spec(lay, CACHE_AXES[n], shapes[n])) for n in KVCache._fields}
+        **{n: NamedSharding(mesh, partition_spec(lay, CACHE_AXES[n], shapes[n])) for n in KVCache._fields}  # type: ignore[arg-type]
     )
 
 
@@ -135,13 +137,14 @@ def param_specs(cfg: ModelConfig, quantization: Quantization, lay: Layout) -> Pa
     leaves: dict[int, object] = {}
     for s in cfg.tensor_specs(quantization):
         w = partition_spec(lay, PARAM_AXES[s.key], s.shape)
-        leaves[s.index] = QuantizedWeight(w, partition_spec(lay, scale_axes(s), s.scales_shape)) if s.quantized else w
+        scales = partition_spec(lay, scale_axes(s), s.scales_shape)
+        leaves[s.index] = QuantizedWeight(w, scales) if s.quantized else w  # type: ignore[arg-type]
     return params_from_leaves(cfg, leaves, quantization)  # type: ignore[arg-type]
 
 
 def cache_specs(cfg: ModelConfig, lay: Layout, batch: int, max_len: int) -> KVCache:
     shapes = cache_shapes(cfg, batch, max_len)
-    return KVCache(**{n: partition_spec(lay, CACHE_AXES[n], shapes[n]) for n in KVCache._fields})
+    return KVCache(**{n: partition_spec(lay, CACHE_AXES[n], shapes[n]) for n in KVCache._fields})  # type: ignore[arg-type]
 
 
 def forward_specs(

@@ -109,7 +109,8 @@ def _embed(cfg: ModelConfig, table: Array, tokens: Array, shards: Shards) -> Arr
         here = (local >= 0) & (local < v_local)
         rows = jnp.where(here[..., None], table[jnp.clip(local, 0, v_local - 1)], 0)
         rows = shards.psum(rows, "vocab")  # exactly one device holds each row
-    return rows.astype(jnp.bfloat16) * jnp.bfloat16(cfg.embedding_multiplier)  # [B, T, D]
+    scaled: Array = rows.astype(jnp.bfloat16) * jnp.bfloat16(cfg.embedding_multiplier)  # [B, T, D]
+    return scaled
 
 
 def _forward_body(
