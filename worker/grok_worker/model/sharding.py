@@ -137,8 +137,8 @@ def param_specs(cfg: ModelConfig, quantization: Quantization, lay: Layout) -> Pa
     leaves: dict[int, object] = {}
     for s in cfg.tensor_specs(quantization):
         w = partition_spec(lay, PARAM_AXES[s.key], s.shape)
-        scales = partition_spec(lay, scale_axes(s), s.scales_shape)
-        leaves[s.index] = QuantizedWeight(w, scales) if s.quantized else w  # type: ignore[arg-type]
+        scales = partition_spec(lay, scale_axes(s), s.scales_shape) if s.quantized else None
+        leaves[s.index] = w if scales is None else QuantizedWeight(w, scales)  # type: ignore[arg-type]
     return params_from_leaves(cfg, leaves, quantization)  # type: ignore[arg-type]
 
 
