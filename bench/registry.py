@@ -29,6 +29,11 @@ BENCHMARKS: dict[str, Entry] = {
     "startup": Entry("bench.startup", False, "7 worker start -> SERVING (import, load, compile)"),
     "serving": Entry("bench.serving", False, "3 batching gain, 4 gRPC overhead, TTFT/ITL under Poisson load"),
     "operator": Entry("bench.operator_apply", False, "6 apply -> children, 100 to Ready, idle writes"),
+    "collectives": Entry(
+        "bench.collectives",
+        False,
+        "8 bytes between devices per decode step ÷ activation bytes that must move",
+    ),
     "gpu": Entry("bench.gpu", False, "grok-1 layers on one GPU (run by bench/gpu.sh on an H200)"),
 }
 

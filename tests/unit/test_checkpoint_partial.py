@@ -3,7 +3,8 @@
 Two processes joined by jax.distributed on loopback (gloo, 4 CPU devices each) form one 8-device
 mesh `expert=2,model=4`: the expert axis crosses processes, the model axis stays inside each. Each
 process loads the tiny checkpoint and reports (this file's `__main__`):
-- the loader's bytes read and bytes to read (`LoadStats`), against this test's own count of
+- the loader's bytes read and bytes to read (`LoadStats`), against the sharding plan's
+  `shard_plan.host_read_bytes` (what the startup-probe budget uses) and this test's own count of
   "bytes this host must read": per array of every file, the bytes of the union of the index boxes of
   the process's devices (`sharding.addressable_devices_indices_map(shape)`), counted by marking a
   boolean mask, scales included;
@@ -58,7 +59,8 @@ def test_each_process_reads_exactly_its_devices_share(tmp_path: Path) -> None:
         assert proc.wait(timeout=300) == 0
     reports = [json.loads(out.read_text()) for _, out in procs]
     for r in reports:
-        assert r["bytes_read"] == r["bytes_to_read"] == r["must_read"]
+        assert r["bytes_read"] == r["bytes_to_read"] == r["must_read"] == r["plan_host_read"]
+        assert r["bf16_bytes_read"] == r["bf16_bytes_to_read"] == r["plan_host_read"]
         assert r["progress_last"] == [r["must_read"], r["must_read"]]
         # the share is a real part: half the experts, all of the replicated tensors
         assert r["must_read"] < r["all_tensor_bytes"]
@@ -110,6 +112,7 @@ def _child(directory: Path, out: Path) -> None:
     from grok_worker.distributed import initialize_from_env
     from grok_worker.model import PRESETS
     from grok_worker.model.sharding import make_mesh
+    from grok_worker.shard_plan import host_read_bytes
 
     group = GroupEnv.from_environ()
     assert initialize_from_env(group)
@@ -119,7 +122,7 @@ def _child(directory: Path, out: Path) -> None:
     seen: list[tuple[int, int]] = []
     params, stats = load_checkpoint_with_stats(directory, cfg, mesh, lambda d, t: seen.append((d, t)))
     checked, bad = _compare(params, load_checkpoint(directory, cfg))
-    bf16 = load_checkpoint(directory, cfg, mesh, quantization="bf16")
+    bf16, bf16_stats = load_checkpoint_with_stats(directory, cfg, mesh, quantization="bf16")
     checked_bf, bad_bf = _compare(bf16, load_checkpoint(directory, cfg, quantization="bf16"))
     must, total = _must_read(cfg, mesh, directory)
     report = {
@@ -128,6 +131,9 @@ def _child(directory: Path, out: Path) -> None:
         "must_read": must,
         "all_tensor_bytes": total,
         "progress_last": list(seen[-1]),
+        "plan_host_read": host_read_bytes(cfg, group.mesh, 2, jax.process_index()),
+        "bf16_bytes_read": bf16_stats.bytes_read,
+        "bf16_bytes_to_read": bf16_stats.bytes_to_read,
         "shards_checked": checked + checked_bf,
         "mismatches": bad + bad_bf,
     }
