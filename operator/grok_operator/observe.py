@@ -104,9 +104,10 @@ def pod_facts(pod: Obj) -> PodFacts:
             container.get("state") or {}
         ).get("terminated")
         if terminated:
+            said = str(terminated.get("message") or "").strip()  # the worker's own words, if any
             failure = (
                 f"container {container.get('name')} exited with code {terminated.get('exitCode')}"
-                f" ({terminated.get('reason', 'Error')})"
+                f" ({terminated.get('reason', 'Error')})" + (f": {said[-600:]}" if said else "")
             )
         reason = ((container.get("state") or {}).get("waiting") or {}).get("reason")
         if reason:

@@ -85,6 +85,8 @@ class CheckpointSource(ApiModel):
     """Object-store URI (e.g. s3://bucket/grok-1) to fetch the checkpoint from. Reserved: not supported by this operator version yet; use pvc or hostPath."""
     path: str = ""
     """Directory inside the volume that holds `ckpt-0/` (or is it); empty means the volume root."""
+    verify: bool = False
+    """Check every file's sha256 against `checkpoint-manifest.json` (beside `ckpt-0/`, written by `grok-worker checkpoint manifest DIR`) before loading; the load fails naming each mismatching file. Reads the whole checkpoint once more on every host. File sizes are always checked when a manifest is present."""
 
 
 class ModelDimensions(ApiModel):

@@ -26,7 +26,7 @@ from grok_worker.engine.scheduler import Scheduler
 from grok_worker.engine.text import Tokenizer
 from grok_worker.metrics import ServingMetrics
 from grok_worker.server.servicer import GenerationServicer
-from grok_worker.server.state import AsyncHealthServicer, LoadState, WorkerState
+from grok_worker.server.state import AsyncHealthServicer, LoadState, WorkerState, write_termination_message
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +153,7 @@ class WorkerServer:
             self.scheduler.fail(message)
         await self.state.set(LoadState.FAILED, message)
         self.state.set_progress(self.state.progress, message)
+        write_termination_message(message)
 
     async def drain(self, grace: float | None = None) -> bool:
         """Stop taking requests, give in-flight ones `grace` seconds, then stop. True if all finished."""
