@@ -34,6 +34,9 @@ BENCHMARKS: dict[str, Entry] = {
         False,
         "8 bytes between devices per decode step ÷ activation bytes that must move",
     ),
+    "host_reads": Entry(
+        "bench.host_reads", False, "9 checkpoint bytes each host reads ÷ that host's share in the plan"
+    ),
     "gpu": Entry("bench.gpu", False, "grok-1 layers on one GPU (run by bench/gpu.sh on an H200)"),
 }
 

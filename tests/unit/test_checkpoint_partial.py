@@ -118,7 +118,8 @@ def _child(directory: Path, out: Path) -> None:
     assert initialize_from_env(group)
     assert group.mesh is not None
     assert (jax.device_count(), jax.local_device_count()) == (8, 4)
-    cfg, mesh = PRESETS["tiny"], make_mesh(group.mesh)
+    cfg = PRESETS["tiny"]
+    mesh = make_mesh(group.mesh, cfg=cfg)  # as the engine builds it
     seen: list[tuple[int, int]] = []
     params, stats = load_checkpoint_with_stats(directory, cfg, mesh, lambda d, t: seen.append((d, t)))
     checked, bad = _compare(params, load_checkpoint(directory, cfg))
