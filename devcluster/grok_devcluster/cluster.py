@@ -51,6 +51,8 @@ class ClusterOptions:
     node_spec: GpuNodeSpec = field(default_factory=GpuNodeSpec)
     timeout_s: float = 90.0
     die_with_parent: bool = False
+    # Also start Kueue (kueue.py) once the cluster is Ready.
+    kueue: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
@@ -299,6 +301,8 @@ def _start_once(options: ClusterOptions, binaries: Mapping[str, Path], started: 
         startup.run(
             component_specs(binaries, layout, ports), client_tls(pki.ca_cert, pki.admin_cert, pki.admin_key)
         )
+        if options.kueue:
+            _start_kueue(startup)
     except BaseException as err:
         reason = _failed_process(cluster.popens, state)
         _stop_quietly(cluster)
@@ -313,6 +317,29 @@ def _start_once(options: ClusterOptions, binaries: Mapping[str, Path], started: 
     state.startup_s = round(time.monotonic() - started, 2)
     save_state(state)
     return cluster
+
+
+def _start_kueue(startup: _Startup) -> None:
+    """Start Kueue into the run (its process recorded like the others, so `down` stops it)."""
+    from .kueue import KUEUE_BINARY, start_kueue
+
+    binary = ensure_binaries((KUEUE_BINARY,))[KUEUE_BINARY].path
+
+    def record(popen: subprocess.Popen[bytes], process: ProcessRecord) -> None:
+        startup.popens[process.name] = popen
+        startup.state.processes.append(process)
+        save_state(startup.state)
+
+    start_kueue(
+        startup.cluster.handle,
+        binary,
+        startup.layout.root / "kueue",
+        startup.layout.log_file(KUEUE_BINARY),
+        die_with_parent=startup.options.die_with_parent,
+        timeout_s=max(60.0, startup.left()),
+        on_spawn=record,
+    )
+    startup.reached("kueue ready")
 
 
 def _stop_quietly(cluster: DevCluster) -> None:
