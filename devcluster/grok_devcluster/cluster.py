@@ -28,6 +28,7 @@ from .binaries import ALL_BINARIES, ensure_binaries
 from .components import KWOK_CONFIG, ComponentSpec, component_specs
 from .handle import ClusterHandle
 from .kubeconfig import render_kubeconfig, write_kubeconfig
+from .kueue import KUEUE_BINARY, start_kueue
 from .layout import Ports, RunLayout
 from .nodes import GpuNodeSpec
 from .paths import all_run_state_dirs
@@ -321,8 +322,6 @@ def _start_once(options: ClusterOptions, binaries: Mapping[str, Path], started: 
 
 def _start_kueue(startup: _Startup) -> None:
     """Start Kueue into the run (its process recorded like the others, so `down` stops it)."""
-    from .kueue import KUEUE_BINARY, start_kueue
-
     binary = ensure_binaries((KUEUE_BINARY,))[KUEUE_BINARY].path
 
     def record(popen: subprocess.Popen[bytes], process: ProcessRecord) -> None:
