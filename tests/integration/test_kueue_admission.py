@@ -151,13 +151,14 @@ def phase(kube: Kube, name: str) -> str:
     return str(kube.gd(name).get("status", {}).get("phase", ""))
 
 
-def wait_queued(kube: Kube, name: str, hosts: int, timeout: float = 60) -> dict[str, Any]:
-    """Until `name` reports Queued with all `hosts` pods gated and none placed; its Ready condition."""
+def wait_queued(kube: Kube, name: str, hosts: int, words: str = "", timeout: float = 60) -> dict[str, Any]:
+    """Until `name` reports Queued (its Ready message quoting `words` of Kueue's) with all `hosts`
+    pods gated and none placed; returns its Ready condition."""
 
     def queued() -> dict[str, Any] | None:
         ready = kube.condition(name, c.ConditionType.READY)
         waiting = phase(kube, name) == c.Phase.QUEUED and gated(kube, name) == hosts and not bound(kube, name)
-        return ready if waiting else None
+        return ready if waiting and words in ready.get("message", "") else None
 
     return wait_for(f"{name} to wait for admission with {hosts} gated pods", queued, timeout)
 
@@ -176,6 +177,7 @@ def test_without_a_queue_two_groups_on_three_nodes_leave_one_partly_placed_holdi
     placed = wait_for("three of the four pods to be placed", settled, 60)
     assert sorted(placed) == [1, 2]  # one group runs, the other is only partly placed
     partial = "a" if placed[0] == 1 else "b"
+    wait_for(f"{partial} to report Unschedulable", lambda: phase(kube, partial) == c.Phase.UNSCHEDULABLE, 30)
     time.sleep(3)  # nothing moves: the placed pod keeps its 8 GPUs idle, its sibling stays pending
     assert len(bound(kube, partial)) == 1
     status = kube.gd(partial)["status"]
@@ -192,10 +194,10 @@ def test_with_a_queue_one_group_runs_whole_and_the_other_waits_whole_then_runs(
     kube.apply(gd("a", kueue_namespace, hosts=2, gpus=8, queueName="grok"))
     kube.wait_ready("a", 1)
     kube.apply(gd("b", kueue_namespace, hosts=2, gpus=8, queueName="grok"))
-    ready = wait_queued(kube, "b", hosts=2)
+    # Kueue's own words name the quota that is short.
+    ready = wait_queued(kube, "b", hosts=2, words="nvidia.com/gpu")
     assert ready["reason"] == c.Reason.WAITING_FOR_ADMISSION
     assert "waiting for admission" in ready["message"]
-    assert "nvidia.com/gpu" in ready["message"]  # Kueue's own words: the quota that is short
     assert kube.condition("b", c.ConditionType.DEGRADED)["status"] == "False"
     assert len(set(bound(kube, "a"))) == 2
     kube.cluster.kubectl("delete", c.PLURAL, "a", "-n", kueue_namespace)
@@ -243,9 +245,12 @@ def test_a_higher_priority_grokdeployment_preempts_a_lower_one_whole(
     kube.wait_ready("low", 1)
     kube.apply(with_priority("high", "high"))
     kube.wait_ready("high", 1, timeout=90)
-    ready = wait_queued(kube, "low", hosts=2, timeout=60)
-    assert "Preempted" in ready["message"] or "evicted" in ready["message"], ready
+    wait_queued(kube, "low", hosts=2, timeout=60)
     assert len(set(bound(kube, "high"))) == 2
+    # Kueue says why: it preempted the low group's Workload (an Event on it, kept after the fact).
+    preempted = [e for e in kube.items("events") if e.get("reason") == "Preempted"]
+    assert preempted, [e.get("reason") for e in kube.items("events")]
+    assert all(e["involvedObject"]["kind"] == "Workload" for e in preempted)
 
 
 def test_a_group_of_four_hosts_is_admitted_and_ready_among_a_hundred_nodes(
