@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .binaries import ALL_BINARIES, ensure_binaries
+from .binaries import ALL_BINARIES, ON_REQUEST_BINARIES, ensure_binaries
 from .build import BuildError
 from .cluster import ClusterError, ClusterOptions, find_cluster, start_cluster, stop_cluster
 from .kueue import KueueError
@@ -35,7 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     binaries = sub.add_parser(
         "binaries", help="find or build the control-plane binaries and print their paths"
     )
-    binaries.add_argument("names", nargs="*", metavar="NAME", help=f"subset of {', '.join(ALL_BINARIES)}")
+    binaries.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"subset of {', '.join((*ALL_BINARIES, *ON_REQUEST_BINARIES))}",
+    )
     binaries.add_argument("--no-build", action="store_true", help="fail instead of building missing binaries")
 
     up = sub.add_parser("up", help="start a local cluster and leave it running")
