@@ -258,7 +258,9 @@ def test_a_group_of_four_hosts_is_admitted_and_ready_among_a_hundred_nodes(
 ) -> None:
     pool.add(100)
     make_queue(800)
-    kube.apply(gd("wide", kueue_namespace, hosts=4, gpus=8, queueName="grok"))
+    wide = gd("wide", kueue_namespace, hosts=4, gpus=8, queueName="grok")
+    wide["spec"]["topology"]["mesh"] = {"data": 1, "expert": 2, "model": 16}  # 48 heads / 16
+    kube.apply(wide)
     kube.wait_ready("wide", 1, timeout=120)
     pods = kube.pods("wide")
     assert len(pods) == 4
