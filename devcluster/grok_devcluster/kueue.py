@@ -190,11 +190,7 @@ def configuration(ports: KueuePorts, cert_dir: Path) -> Obj:
         "apiVersion": "config.kueue.x-k8s.io/v1beta2",
         "kind": "Configuration",
         "namespace": KUEUE_NAMESPACE,
-        "health": {
-            "healthProbeBindAddress": f"127.0.0.1:{ports.health}",
-            "readinessEndpointName": "readyz",
-            "livenessEndpointName": "healthz",
-        },
+        "health": {"healthProbeBindAddress": f"127.0.0.1:{ports.health}"},  # /readyz and /healthz
         # "0" turns the metrics server off: nothing scrapes it here.
         "metrics": {"bindAddress": "0"},
         "webhook": {"host": "127.0.0.1", "port": ports.webhook, "certDir": str(cert_dir)},
