@@ -62,6 +62,12 @@ KUEUE_POD_GROUP_NAME_LABEL: Final = "kueue.x-k8s.io/pod-group-name"
 KUEUE_POD_GROUP_TOTAL_COUNT_ANNOTATION: Final = "kueue.x-k8s.io/pod-group-total-count"
 #: "true": a serving group; its Workload never finishes when pods end, lost pods are replaced.
 KUEUE_POD_GROUP_SERVING_ANNOTATION: Final = "kueue.x-k8s.io/pod-group-serving"
+#: Names the controller that has Kueue gate the pods (as Kueue's own StatefulSet integration does):
+#: Kueue then gates them without its pod finalizer, which a StatefulSet's pod, whose replacement
+#: reuses its name, could never shed (Kueue drops it only once a replacement exists).
+KUEUE_POD_SUSPENDING_PARENT_ANNOTATION: Final = "kueue.x-k8s.io/pod-suspending-parent"
+#: Kueue reconciles a pod gated for a parent only when it carries this label ("true").
+KUEUE_MANAGED_LABEL: Final = "kueue.x-k8s.io/managed"
 #: The scheduling gate Kueue's webhook puts on every pod it manages until the group is admitted.
 KUEUE_ADMISSION_GATE: Final = "kueue.x-k8s.io/admission"
 KUEUE_API_GROUP: Final = "kueue.x-k8s.io"

@@ -158,7 +158,11 @@ def wait_queued(kube: Kube, name: str, hosts: int, words: str = "", timeout: flo
     def queued() -> dict[str, Any] | None:
         ready = kube.condition(name, c.ConditionType.READY)
         waiting = phase(kube, name) == c.Phase.QUEUED and gated(kube, name) == hosts and not bound(kube, name)
-        return ready if waiting and words in ready.get("message", "") else None
+        if waiting and words in ready.get("message", ""):
+            return ready
+        pods = [(p["metadata"]["name"], p["spec"].get("nodeName"), p["spec"].get("schedulingGates"),
+                 p["status"].get("phase")) for p in kube.pods(name)]  # fmt: skip
+        raise AssertionError(f"phase {phase(kube, name)}, Ready {ready}, pods {pods}")
 
     return wait_for(f"{name} to wait for admission with {hosts} gated pods", queued, timeout)
 

@@ -7,9 +7,12 @@ makes one Workload per group and admits the group whole, against its ClusterQueu
     labels       kueue.x-k8s.io/queue-name         the LocalQueue
                  kueue.x-k8s.io/pod-group-name     <group>-<template hash>  (= the Workload's name)
                  kueue.x-k8s.io/priority-class     copied from the GrokDeployment, when it has one
+                 kueue.x-k8s.io/managed            "true"
     annotations  kueue.x-k8s.io/pod-group-total-count   hostsPerReplica
                  kueue.x-k8s.io/pod-group-serving       "true": lost pods are replaced, the
                                                         Workload never "finishes"
+                 kueue.x-k8s.io/pod-suspending-parent   grok-operator: gate without Kueue's pod
+                                                        finalizer (see constants.py for why)
 
 The template hash in the group name gives each pod template its own Workload: a rolled group's new
 pods never have to match the old pods' Workload. Kueue's webhook adds the admission scheduling gate
@@ -41,13 +44,14 @@ def pod_group_metadata(owner: Owner, valid: ValidSpec) -> tuple[dict[str, str], 
     queue = queue_name(owner, valid)
     if not queue:
         return {}, {}
-    labels = {c.KUEUE_QUEUE_NAME_LABEL: queue}
+    labels = {c.KUEUE_QUEUE_NAME_LABEL: queue, c.KUEUE_MANAGED_LABEL: "true"}
     priority = dict(owner.labels).get(c.KUEUE_PRIORITY_CLASS_LABEL)
     if priority:
         labels[c.KUEUE_PRIORITY_CLASS_LABEL] = priority
     annotations = {
         c.KUEUE_POD_GROUP_TOTAL_COUNT_ANNOTATION: str(valid.spec.topology.hosts_per_replica),
         c.KUEUE_POD_GROUP_SERVING_ANNOTATION: "true",
+        c.KUEUE_POD_SUSPENDING_PARENT_ANNOTATION: c.MANAGED_BY,
     }
     return labels, annotations
 
