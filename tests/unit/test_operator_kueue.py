@@ -60,6 +60,12 @@ def test_a_queue_name_makes_each_group_one_serving_pod_group_of_hosts_per_replic
     assert c.KUEUE_PRIORITY_CLASS_LABEL not in meta["labels"]
 
 
+def test_the_pods_are_gated_for_the_operator_as_parent_so_kueue_adds_no_finalizer() -> None:
+    meta = template_meta(OWNER, valid(queueName="team-a"))
+    assert meta["annotations"][c.KUEUE_POD_SUSPENDING_PARENT_ANNOTATION] == "grok-operator"
+    assert meta["labels"][c.KUEUE_MANAGED_LABEL] == "true"
+
+
 def test_each_group_is_its_own_pod_group() -> None:
     v = valid(queueName="team-a")
     names = {template_meta(OWNER, v, i)["labels"][c.KUEUE_POD_GROUP_NAME_LABEL] for i in range(3)}
