@@ -247,10 +247,13 @@ def test_a_higher_priority_grokdeployment_preempts_a_lower_one_whole(
 
     kube.apply(with_priority("low", "low"))
     kube.wait_ready("low", 1)
+    before = {p["metadata"]["uid"] for p in kube.pods("low")}
     kube.apply(with_priority("high", "high"))
     kube.wait_ready("high", 1, timeout=90)
     wait_queued(kube, "low", hosts=2, timeout=60)
     assert len(set(bound(kube, "high"))) == 2
+    # The low group came back whole: none of its old pods is left, both new ones wait in the queue.
+    assert not before & {p["metadata"]["uid"] for p in kube.pods("low")}
     # Kueue says why: it preempted the low group's Workload (an Event on it, kept after the fact).
     preempted = [e for e in kube.items("events") if e.get("reason") == "Preempted"]
     assert preempted, [e.get("reason") for e in kube.items("events")]
