@@ -275,3 +275,26 @@ def test_a_group_of_four_hosts_is_admitted_and_ready_among_a_hundred_nodes(
     assert {p["metadata"]["labels"][c.KUEUE_POD_GROUP_NAME_LABEL] for p in pods} == {
         pods[0]["metadata"]["labels"][c.KUEUE_POD_GROUP_NAME_LABEL]
     }
+
+
+def test_a_rollout_moves_a_queued_group_to_a_new_pod_group_within_the_quota(
+    kube: Kube, pool: Pool, make_queue: Any, kueue_namespace: str
+) -> None:
+    pool.add(2)
+    make_queue(16)  # exactly one group: the new pods are admitted only once the old ones are gone
+    body = gd("roll", kueue_namespace, hosts=2, gpus=8, queueName="grok")
+    kube.apply(body)
+    kube.wait_ready("roll", 1)
+    old_group = {p["metadata"]["labels"][c.KUEUE_POD_GROUP_NAME_LABEL] for p in kube.pods("roll")}
+    body["spec"]["image"] = "example.invalid/grok-worker:next"
+    kube.apply(body)
+
+    def rolled() -> set[str] | None:
+        gd_status = kube.gd("roll").get("status", {})
+        pods = kube.pods("roll")
+        groups = {p["metadata"]["labels"][c.KUEUE_POD_GROUP_NAME_LABEL] for p in pods}
+        done = gd_status.get("phase") == c.Phase.READY and gd_status.get("updatedReplicas") == 1
+        return groups if done and len(pods) == 2 and not groups & old_group else None
+
+    new_group = wait_for("the group to roll onto its new pod template", rolled, 90)
+    assert len(new_group) == 1
