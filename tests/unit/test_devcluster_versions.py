@@ -15,6 +15,7 @@ from grok_devcluster.binaries import ALL_BINARIES, locate_binary
 from grok_devcluster.build import BuildError, find_go
 from grok_devcluster.gomod import go_build_argv, render_go_mod, render_ldflags, render_tools_go
 from grok_devcluster.paths import binary_cache_path
+from grok_devcluster.realnode import NODE_BINARIES
 from grok_devcluster.versions import VersionsError, group_of, load_groups, parse_groups
 
 
@@ -25,7 +26,8 @@ def test_pins_the_versions_the_project_runs_on() -> None:
     assert re.fullmatch(r"v3\.6\.\d+", groups["etcd"].version)
     assert groups["kwok"].version == "v0.7.0"
     assert re.fullmatch(r"v3\.19\.\d+", groups["helm"].version)
-    assert sorted(b for g in groups.values() for b in g.binaries) == sorted(ALL_BINARIES)
+    assert groups["coredns"].version == "v1.14.0"
+    assert sorted(b for g in groups.values() for b in g.binaries) == sorted((*ALL_BINARIES, *NODE_BINARIES))
 
 
 def test_kubernetes_go_mod_maps_every_staging_module_to_its_release() -> None:
@@ -133,7 +135,7 @@ def test_one_binary_declared_by_two_groups_is_rejected() -> None:
 
 def test_an_unknown_binary_name_lists_the_known_ones() -> None:
     with pytest.raises(VersionsError, match=r"known binaries: .*kube-apiserver"):
-        group_of("kube-proxy", load_groups())
+        group_of("kube-dashboard", load_groups())
 
 
 def _fake_binary(path: Path) -> Path:
