@@ -29,8 +29,15 @@ BENCHMARKS: dict[str, Entry] = {
     "startup": Entry("bench.startup", False, "7 worker start -> SERVING (import, load, compile)"),
     "serving": Entry("bench.serving", False, "3 batching gain, 4 gRPC overhead, TTFT/ITL under Poisson load"),
     "operator": Entry("bench.operator_apply", False, "6 apply -> children, 100 to Ready, idle writes"),
+    "realdemo": Entry(
+        "bench.realdemo", False, "warm `make demo` to first token: real pods vs host processes"
+    ),
     "gpu": Entry("bench.gpu", False, "grok-1 layers on one GPU (run by bench/gpu.sh on an H200)"),
 }
+
+
+#: Benchmarks `all` leaves out: they need a lent GPU, or root and a real node.
+NOT_IN_ALL = ("gpu", "realdemo")
 
 
 def runner(name: str) -> Callable[[Options], Result]:

@@ -256,8 +256,24 @@ def buildah_argv(*args: str) -> list[str]:
     return ["buildah", f"--root={root}", f"--runroot={runroot}", *args]
 
 
+#: Host paths buildah 1.28 creates whatever --root says (a CNI lock, a blob-info cache).
+_BUILDAH_HOST_PATHS = (Path("/etc/cni"), Path("/var/lib/containers"))
+
+
 def build_image(spec: ImageSpec, progress: TextIO = sys.stderr) -> BuiltImage:
-    """The image's OCI archive, built with buildah unless the cache already has this exact input."""
+    """The image's OCI archive, built with buildah unless the cache already has this exact input.
+
+    Host paths buildah creates outside its --root are removed again afterwards.
+    """
+    created = [path for path in _BUILDAH_HOST_PATHS if not path.exists()]
+    try:
+        return _build_image(spec, progress)
+    finally:
+        for path in created:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _build_image(spec: ImageSpec, progress: TextIO) -> BuiltImage:
     base_archive, base_hash = ensure_base_image(progress)
     key = image_key(spec, base_hash)
     tag = key[:12]
