@@ -291,6 +291,7 @@ class _Startup:
         )
         self.launch(specs[0])
         wait_containerd(node.layout, self.left(), self.failure)
+        stop_node_containers(node)  # left in the kept store by a run that was killed
         import_images(node, [])
         self.reached("containerd and pause image")
         for spec in specs[1:]:

@@ -20,6 +20,7 @@ import yaml
 
 from .handle import ClusterHandle
 from .images import BuiltImage, build_images
+from .nodeconfig import NODE_LABEL
 
 #: Commands a user runs to look at the pods; the demo prints their output.
 LOOK_COMMANDS = (("get", "pods", "-A", "-o", "wide"),)
@@ -40,7 +41,9 @@ def start_real_cluster(cluster_name: str, images: dict[str, BuiltImage]) -> tupl
         print(f"    reusing the running local control plane {cluster_name!r} and its real node", flush=True)
     else:
         stop_cluster(cluster_name)
-        print("    starting the local control plane and a real node (kubelet, containerd, kube-proxy, CoreDNS)")
+        print(
+            "    starting the local control plane and a real node (kubelet, containerd, kube-proxy, CoreDNS)"
+        )
         options = ClusterOptions(name=cluster_name, gpu_nodes=1, node_prefix="demo-node", real_node=True)
         cluster = start_cluster(options, progress=sys.stdout)
     seconds = cluster.load_images(list(images.values()))
@@ -90,6 +93,9 @@ def grokdeployment_manifest(example: Path, worker: BuiltImage, model_dir: Path) 
     spec["image"] = worker.ref
     spec["imagePullPolicy"] = "Never"
     spec["model"]["checkpoint"] = {"hostPath": {"path": str(model_dir.resolve())}}
+    # On the real node, not on a fake one that only pretends to run it.
+    spec.pop("tolerations", None)
+    spec["nodeSelector"] = {NODE_LABEL: "true"}
     return document
 
 

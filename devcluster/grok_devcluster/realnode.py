@@ -37,7 +37,7 @@ from .nodeconfig import (
     kube_proxy_config,
     kubelet_config,
 )
-from .paths import all_run_state_dirs
+from .paths import all_run_state_dirs, cache_root
 
 #: Binaries built from Go modules (versions.toml) that a real node adds to the control plane's.
 NODE_BINARIES = ("kubelet", "kube-proxy", "coredns")
@@ -68,7 +68,12 @@ class RealNodeState:
 
     @property
     def layout(self) -> NodeLayout:
-        return NodeLayout(Path(self.root))
+        return NodeLayout(Path(self.root), containerd_root())
+
+
+def containerd_root() -> Path:
+    """containerd's content store and snapshots: in the cache, so imported images survive `down`."""
+    return cache_root() / "containerd"
 
 
 def cni_bin_dir() -> str | None:
@@ -188,10 +193,16 @@ def imported_refs(layout: NodeLayout) -> set[str]:
 
 
 def import_archive(layout: NodeLayout, archive: Path, ref: str) -> None:
-    """Import one OCI archive and make sure it is known by `ref` (what the pods ask for)."""
+    """Import one OCI archive (unless containerd has `ref` from an earlier run) and make sure it is
+    known by `ref` (what the pods ask for); older tags of the same image are removed."""
     name, _ = ref.rsplit(":", 1)
+    present = imported_refs(layout)
+    for stale in sorted(r for r in present if r.startswith(f"{name}:") and r != ref):
+        _run(ctr(layout, "images", "remove", stale), f"removing the older image {stale}")
+    if ref in present:
+        return
     _run(
-        ctr(layout, "images", "import", f"--base-name={name}", "--digests", str(archive)),
+        ctr(layout, "images", "import", f"--base-name={name}", str(archive)),
         f"importing {archive.name}",
     )
     if ref not in imported_refs(layout):
@@ -210,34 +221,34 @@ def import_images(state: RealNodeState, images: Sequence[BuiltImage], progress: 
     return time.monotonic() - started
 
 
-def _kill_containers(layout: NodeLayout) -> list[str]:
-    """SIGKILL every container task, delete tasks and containers, so the shims exit."""
-    problems: list[str] = []
+def _ctr_each(layout: NodeLayout, ids: list[str], *args: str) -> list[int]:
+    """Run `ctr ARGS ID` for every id at once; their exit codes."""
+    runs = [
+        subprocess.Popen(ctr(layout, *args, i), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for i in ids
+    ]
+    return [run.wait() for run in runs]
+
+
+def _kill_containers(layout: NodeLayout) -> None:
+    """SIGKILL every container's init (its PID namespace dies with it), delete tasks and containers."""
     if not layout.containerd_socket.exists():
-        return problems
+        return
     listed = subprocess.run(
         ctr(layout, "tasks", "list", "--quiet"), capture_output=True, text=True, check=False
     )
-    for task in listed.stdout.split():
-        subprocess.run(
-            ctr(layout, "tasks", "kill", "--all", "--signal=SIGKILL", task), capture_output=True, check=False
-        )
-    for task in listed.stdout.split():
-        for _ in range(50):
-            if (
-                subprocess.run(
-                    ctr(layout, "tasks", "delete", "--force", task), capture_output=True, check=False
-                ).returncode
-                == 0
-            ):
-                break
-            time.sleep(0.1)
+    tasks = listed.stdout.split()
+    _ctr_each(layout, tasks, "tasks", "kill", "--signal=SIGKILL")
+    for _ in range(20):  # a task can be deleted once its init has exited
+        codes = _ctr_each(layout, tasks, "tasks", "delete", "--force")
+        tasks = [task for task, code in zip(tasks, codes, strict=True) if code != 0]
+        if not tasks:
+            break
+        time.sleep(0.1)
     containers = subprocess.run(
         ctr(layout, "containers", "list", "--quiet"), capture_output=True, text=True, check=False
     )
-    for container in containers.stdout.split():
-        subprocess.run(ctr(layout, "containers", "delete", container), capture_output=True, check=False)
-    return problems
+    _ctr_each(layout, containers.stdout.split(), "containers", "delete")
 
 
 def _kill_shims(layout: NodeLayout) -> None:
@@ -258,9 +269,10 @@ def _kill_shims(layout: NodeLayout) -> None:
 
 
 def stop_node_containers(state: RealNodeState) -> list[str]:
-    problems = _kill_containers(state.layout)
+    """Kill every container of the node (the kubelet is stopped: nothing restarts them)."""
+    _kill_containers(state.layout)
     _kill_shims(state.layout)
-    return problems
+    return []
 
 
 def restore_host(state: RealNodeState) -> list[str]:

@@ -48,7 +48,7 @@ PORTS = NodePorts(10250, 10248, 10256, 10249, 8080, 8181)
 
 @pytest.fixture
 def layout(tmp_path: Path) -> NodeLayout:
-    return NodeLayout(tmp_path / "node")
+    return NodeLayout(tmp_path / "node", tmp_path / "containerd")
 
 
 def test_the_bridge_network_is_a_private_slash_24_and_its_first_address_is_the_node() -> None:
@@ -70,8 +70,8 @@ def test_containerd_never_lowers_oom_score_adj_and_keeps_its_state_in_the_run_fo
     assert cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is False
     assert cri["sandbox_image"].startswith("registry.local/pause:")
     assert cri["cni"]["conf_dir"] == str(layout.cni_conf_dir)
-    for key in ("root", "state"):
-        assert config[key].startswith(str(layout.root))
+    assert config["root"] == str(layout.containerd_root)  # images survive the run
+    assert config["state"].startswith(str(layout.root))
     assert config["grpc"]["address"] == str(layout.containerd_socket)
 
 
