@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -148,8 +149,7 @@ class HostSnapshot:
         """Put the machine back as recorded; returns what could not be undone (normally nothing)."""
         problems: list[str] = []
         problems += _unmount_new(self.mounts)
-        for name in sorted(set(links()) - set(self.links)):
-            _run(["ip", "link", "delete", name], problems)
+        problems += _delete_new_links(self.links)
         if NETNS.is_dir():
             for entry in sorted({p.name for p in NETNS.iterdir()} - set(self.netns)):
                 (NETNS / entry).unlink(missing_ok=True)
@@ -186,6 +186,22 @@ def _run(argv: list[str], problems: list[str], stdin: str | None = None) -> None
     result = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         problems.append(f"`{' '.join(argv)}` failed: {result.stderr.strip()}")
+
+
+def _delete_new_links(before: list[str], timeout_s: float = 5.0) -> list[str]:
+    """Delete links that are new (the bridge, veths); a veth also vanishes by itself once its
+    pod's network namespace is released, so one already gone is no problem."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        new = sorted(set(links()) - set(before))
+        if not new:
+            return []
+        for name in new:
+            subprocess.run(["ip", "link", "delete", name], capture_output=True, check=False)
+        if time.monotonic() > deadline:
+            left = sorted(set(links()) - set(before))
+            return [f"network links {left} would not go away"] if left else []
+        time.sleep(0.1)
 
 
 def _unmount_new(before: list[str]) -> list[str]:

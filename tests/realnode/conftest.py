@@ -107,6 +107,7 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealClust
             "3m",
         )
         model_dir = tmp_path_factory.mktemp("rn-model")
+        model_dir.chmod(0o755)  # the worker runs as uid 65532; the mount is this folder itself
         write_model(model_dir)
         yield RealCluster(handle, images, model_dir, node.node_name, node.layout.containerd_socket)
     finally:
@@ -146,9 +147,9 @@ def grokdeployment(
                 "hostsPerReplica": hosts,
                 "gpusPerHost": 1,
                 "gpuResourceName": DEVICE_RESOURCE,
-                "gpuMemory": "1Gi",
+                "gpuMemory": "4Gi",
             },
-            "serving": {"maxBatch": 2, "maxSequenceLength": 64, "maxQueue": 4, "drainGraceSeconds": 1},
+            "serving": {"maxBatch": 2, "maxSequenceLength": 32, "maxQueue": 4, "drainGraceSeconds": 1},
             "resources": {"requests": {"memory": "256Mi"}, "limits": {"memory": "2Gi"}},
         },
     }
@@ -171,10 +172,12 @@ def wait_ready(real: RealCluster, namespace: str, name: str, timeout_s: float = 
         status = found.get("status") or {}
         if status.get("phase") == "Ready" and status.get("readyReplicas") == found["spec"]["replicas"]:
             return found
+        if status.get("phase") == "Infeasible":
+            break
         time.sleep(1)
     pods = real.handle.kubectl("get", "pods", "-n", namespace, "-o", "wide", check=False).stdout
     events = real.handle.kubectl("get", "events", "-n", namespace, check=False).stdout[-3000:]
-    raise AssertionError(f"{name} not Ready after {timeout_s:.0f}s: {found.get('status')}\n{pods}\n{events}")
+    raise AssertionError(f"{name} not Ready within {timeout_s:.0f}s: {found.get('status')}\n{pods}\n{events}")
 
 
 def pods(real: RealCluster, namespace: str, name: str) -> list[dict[str, Any]]:
@@ -208,4 +211,4 @@ def generate(target: str, prompt: str = "The quick brown fox") -> str:
     ]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
+    return result.stdout + result.stderr
