@@ -308,7 +308,7 @@ def _build_image(spec: ImageSpec, progress: TextIO) -> BuiltImage:
         log,
     )
     os.replace(partial, archive)
-    _prune_archives(spec.name, keep=archive)
+    _prune_archives(spec, keep=archive)
     seconds = time.monotonic() - started
     built = BuiltImage(spec.name, spec.ref(tag), tag, archive, seconds, cached=False)
     print(f"built {built.ref} in {seconds:.0f}s ({built.size_mb:.0f} MB archive)", file=progress, flush=True)
@@ -316,18 +316,33 @@ def _build_image(spec: ImageSpec, progress: TextIO) -> BuiltImage:
 
 
 #: Archives of earlier builds of one image kept besides the newest (for a rollback in a test).
-_KEEP_ARCHIVES = 2
+_KEEP_ARCHIVES = 1
 
 
-def _prune_archives(name: str, keep: Path) -> None:
-    """Delete all but the newest few archives of image `name` (each is up to ~250 MB)."""
+def _prune_archives(spec: ImageSpec, keep: Path) -> None:
+    """Delete all but the newest few archives of an image, and those builds' images in buildah's
+    storage (each holds its own ~800 MB copy of the worker's virtualenv); the layer cache stays."""
     others = sorted(
-        (p for p in images_dir().glob(f"{name}-*.oci.tar") if p != keep),
+        (p for p in images_dir().glob(f"{spec.name}-*.oci.tar") if p != keep),
         key=lambda p: p.stat().st_mtime,
         reverse=True,
     )
+    kept_tags = {keep.name.removeprefix(f"{spec.name}-").removesuffix(".oci.tar")}
+    kept_tags |= {
+        p.name.removeprefix(f"{spec.name}-").removesuffix(".oci.tar") for p in others[:_KEEP_ARCHIVES]
+    }
     for old in others[_KEEP_ARCHIVES:]:
         old.unlink(missing_ok=True)
+    listed = subprocess.run(
+        buildah_argv("images", "--noheading", "--format", "{{.Name}}:{{.Tag}}"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    prefix = f"{LOCAL_REGISTRY}/{spec.name}:"
+    tags = {ref.removeprefix(prefix) for ref in listed.stdout.split() if ref.startswith(prefix)}
+    for tag in sorted(tags - kept_tags):
+        subprocess.run(buildah_argv("rmi", spec.ref(tag)), capture_output=True, check=False)
 
 
 def build_images(
