@@ -1,6 +1,6 @@
 """Fixtures of the real-node tests: one local cluster with a real kubelet node per session.
 
-`real_cluster` (session) starts the control plane with a real node (grok_devcluster.realnode),
+`real_cluster` (module) starts the control plane with a real node (grok_devcluster.realnode),
 imports the operator and worker images built from docker/ (grok_devcluster.images), installs the
 chart with the operator Deployment at 1 replica on the local image, and writes the tiny
 checkpoint and tokenizer the worker pods mount through a hostPath volume. At the end it stops
@@ -59,7 +59,9 @@ def require_real_node() -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+# Module scope: the node is gone before another module's test (the real-pod demo) starts its own;
+# one real node fits a machine.
+@pytest.fixture(scope="module")
 def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCluster]:
     require_real_node()
     from grok_devcluster.binaries import ALL_BINARIES, ensure_binaries

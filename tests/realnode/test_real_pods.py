@@ -7,7 +7,7 @@
   group serves on the new image;
 - `helm test` runs the chart's test pod against the operator pod.
 
-Cost on 2 cores: about 4 minutes with the images cached (each worker start imports JAX,
+Cost on 2 cores: 3.5 to 4.5 minutes with the images cached (each worker start imports JAX,
 loads the checkpoint and compiles; the group restart and the roll start four more).
 """
 
