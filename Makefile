@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # Tests and the demo start the project's console scripts (grok-operator, grok-worker, grok).
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv binaries kueue-binary test lint unit demo demo-down bench bench-quick protos clean
+.PHONY: venv binaries kueue-binary node test lint unit demo demo-down bench bench-quick protos clean
 
 venv: $(STAMP)
 
@@ -23,6 +23,13 @@ $(STAMP): pyproject.toml requirements.lock
 ## Control-plane binaries: $KUBEBUILDER_ASSETS, else the cache, else a build with Go (tens of minutes cold).
 binaries: venv
 	$(BIN)/grok-devcluster binaries
+
+## The real node (as root on Debian/Ubuntu; skipped elsewhere, where the demo runs host processes):
+## its pinned Debian packages (apt-get) and its Go-built binaries (kubelet, kube-proxy, CoreDNS).
+node: venv binaries
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  $(BIN)/grok-devcluster setup-node && $(BIN)/grok-devcluster binaries kubelet kube-proxy coredns; \
+	else echo "make node: not root on a Debian-like system: no real node (the demo runs host processes)"; fi
 
 lint: venv
 	$(BIN)/ruff check .
@@ -38,11 +45,12 @@ kueue-binary: venv
 	$(BIN)/grok-devcluster binaries kueue
 
 ## Every check: lint, type checks, layering contracts, unit, control-plane integration and end-to-end tests.
-test: venv binaries kueue-binary lint
+test: venv binaries kueue-binary node lint
 	$(BIN)/pytest -q -ra
 
-## The main job: a local cluster, the chart, the operator, a tiny model served over gRPC.
-demo: venv binaries
+## The main job: a local cluster, the chart, the operator, a tiny model served over gRPC, in real
+## pods on a real node where one can run (root, Linux), else with host processes standing in.
+demo: venv binaries node
 	$(BIN)/python -m grok_devcluster.demo up
 
 demo-down: venv

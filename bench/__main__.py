@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.options import Options, default_workdir
-from bench.registry import BENCHMARKS, quick_set, runner
+from bench.registry import BENCHMARKS, NOT_IN_ALL, quick_set, runner
 from bench.report import Result, emit, json_lines
 
 
@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench",
         description="grok-operator benchmarks: each figure is a ratio against a limit measured in the same run.",
-        epilog=f"benchmarks:\n{listing}\n  quick       the ones marked (quick)\n  all         every one but gpu",
+        epilog=f"benchmarks:\n{listing}\n  quick       the ones marked (quick)\n  all         every one but gpu and realdemo",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("names", nargs="+", help="quick, all, or benchmark names")
@@ -46,7 +46,7 @@ def expand(names: Sequence[str]) -> list[str]:
         if name == "quick":
             picked = quick_set()
         elif name == "all":
-            picked = [n for n in BENCHMARKS if n != "gpu"]
+            picked = [n for n in BENCHMARKS if n not in NOT_IN_ALL]
         elif name in BENCHMARKS:
             picked = [name]
         else:

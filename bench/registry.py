@@ -37,8 +37,15 @@ BENCHMARKS: dict[str, Entry] = {
     "host_reads": Entry(
         "bench.host_reads", False, "9 checkpoint bytes each host reads ÷ that host's share in the plan"
     ),
+    "realdemo": Entry(
+        "bench.realdemo", False, "warm `make demo` to first token: real pods vs host processes"
+    ),
     "gpu": Entry("bench.gpu", False, "grok-1 layers on one GPU (run by bench/gpu.sh on an H200)"),
 }
+
+
+#: Benchmarks `all` leaves out: they need a lent GPU, or root and a real node.
+NOT_IN_ALL = ("gpu", "realdemo")
 
 
 def runner(name: str) -> Callable[[Options], Result]:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from .gomod import go_build_argv, render_go_mod, render_tools_go
+from .gomod import generated_main_dir, go_build_argv, render_go_mod, render_main_go, render_tools_go
 from .versions import GoModuleGroup
 
 PROGRESS_INTERVAL_S = 30.0
@@ -96,6 +96,10 @@ def build_group(
         workdir = Path(tmp)
         (workdir / "go.mod").write_text(render_go_mod(group), encoding="utf-8")
         (workdir / "tools.go").write_text(render_tools_go(group), encoding="utf-8")
+        main_dir = generated_main_dir(group)
+        if main_dir is not None:
+            (workdir / main_dir).mkdir(parents=True)
+            (workdir / main_dir / "main.go").write_text(render_main_go(group), encoding="utf-8")
         log = workdir / "build.log"
         print(f"resolving Go modules for {group.module} {group.version} ...", file=progress, flush=True)
         rc, elapsed = _run_logged(

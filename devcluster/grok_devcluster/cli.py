@@ -1,7 +1,10 @@
 """`grok-devcluster`: build the control-plane binaries and start, inspect and stop local clusters.
 
     grok-devcluster binaries            find or build every binary, print name, version, source, path
+    grok-devcluster setup-node          install the real node's Debian packages (apt-get, as root)
+    grok-devcluster images              build the operator and worker images (cached by input hash)
     grok-devcluster up [--nodes 4]      start a cluster that keeps running after the command returns
+                   [--real-node]        ... with a real kubelet node running real containers
     grok-devcluster kubeconfig          print its admin kubeconfig path (export KUBECONFIG=$(...))
     grok-devcluster status              list recorded clusters and whether each process is alive
     grok-devcluster down                stop every process by pid and delete the run folder
@@ -20,9 +23,11 @@ from collections.abc import Sequence
 from .binaries import ALL_BINARIES, ON_REQUEST_BINARIES, ensure_binaries
 from .build import BuildError
 from .cluster import ClusterError, ClusterOptions, find_cluster, start_cluster, stop_cluster
+from .images import BuiltImage, ImageError
 from .kueue import KueueError
 from .nodes import GpuNodeSpec
 from .paths import all_run_state_dirs
+from .setup import SetupError
 from .versions import VersionsError
 
 
@@ -43,7 +48,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     binaries.add_argument("--no-build", action="store_true", help="fail instead of building missing binaries")
 
+    sub.add_parser("setup-node", help="install the real node's pinned Debian packages with apt-get (root)")
+    images = sub.add_parser("images", help="build the project's images from docker/ (cached by input hash)")
+    images.add_argument("names", nargs="*", metavar="NAME", help="grok-operator and/or grok-worker")
+
     up = sub.add_parser("up", help="start a local cluster and leave it running")
+    up.add_argument(
+        "--real-node",
+        action="store_true",
+        help="add a real node (kubelet, containerd, kube-proxy, CoreDNS) and load the project's images",
+    )
     up.add_argument("--name", default="default", help="cluster name (several may run at once)")
     up.add_argument("--nodes", type=int, default=4, help="fake GPU nodes to create (default 4)")
     up.add_argument("--gpus", type=int, default=8, help="nvidia.com/gpu per node (default 8)")
@@ -71,26 +85,66 @@ def _binaries(names: Sequence[str], no_build: bool) -> int:
     return 0
 
 
+def _setup_node() -> int:
+    from .setup import install_node_packages
+
+    install_node_packages()
+    return 0
+
+
+def _images(names: Sequence[str]) -> int:
+    from .images import IMAGES, build_images
+
+    for built in build_images(names or tuple(IMAGES), progress=sys.stdout).values():
+        origin = "cached" if built.cached else f"built in {built.seconds:.0f}s"
+        print(f"{built.ref}\t{origin}\t{built.size_mb:.0f} MB\t{built.archive}")
+    return 0
+
+
 def _up(args: argparse.Namespace) -> int:
     spec = GpuNodeSpec(gpus=args.gpus, gpu_product=args.gpu_product)
     options = ClusterOptions(
-        name=args.name, gpu_nodes=args.nodes, node_spec=spec, timeout_s=args.timeout, kueue=args.kueue
+        name=args.name,
+        gpu_nodes=args.nodes,
+        node_spec=spec,
+        timeout_s=args.timeout,
+        kueue=args.kueue,
+        real_node=args.real_node,
     )
     existing = find_cluster(args.name)
     if existing is not None and all(existing.running().values()):
         print(f"cluster {args.name!r} is already running; kubeconfig: {existing.kubeconfig}")
         return 0
+    images = _node_images() if args.real_node else []
     cluster = start_cluster(options)
+    if images:
+        print(
+            f"  loaded {len(images)} images in {cluster.load_images(images):.0f}s: {', '.join(i.ref for i in images)}"
+        )
     print(f"cluster {args.name!r} is Ready in {cluster.state.startup_s}s at {cluster.server}")
     steps = ", ".join(f"{step} {seconds}s" for step, seconds in cluster.state.milestones.items())
     print(f"  start-up: {steps}")
     print(f"  {args.nodes} fake GPU nodes with {args.gpus} nvidia.com/gpu each")
     if args.kueue:
         print("  Kueue manages pods in namespaces labelled devcluster.grok.dev/kueue=managed")
+    if cluster.state.real_node is not None:
+        node = cluster.state.real_node
+        print(
+            f"  real node {node.node_name!r} on bridge {node.bridge} ({node.subnet}); DNS at {node.network.gateway}"
+        )
     print(f"  run folder (logs, certificates): {cluster.state.root}")
     print(f"  export KUBECONFIG={cluster.kubeconfig}")
     print(f"  stop it with: grok-devcluster down --name {args.name}")
     return 0
+
+
+def _node_images() -> list[BuiltImage]:
+    from .images import build_images
+    from .realnode import check_real_node
+
+    if check_real_node() is not None:
+        return []  # start_cluster says why
+    return list(build_images(progress=sys.stdout).values())
 
 
 def _down(name: str) -> int:
@@ -142,6 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "binaries":
             return _binaries(args.names, args.no_build)
+        if args.command == "setup-node":
+            return _setup_node()
+        if args.command == "images":
+            return _images(args.names)
         if args.command == "up":
             return _up(args)
         if args.command == "down":
@@ -149,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "kubeconfig":
             return _kubeconfig(args.name)
         return _status(args.name)
-    except (BuildError, ClusterError, KueueError, VersionsError, ValueError) as err:
+    except (BuildError, ClusterError, KueueError, VersionsError, ValueError, ImageError, SetupError) as err:
         print(f"grok-devcluster {args.command}: {err}", file=sys.stderr)
         return 1
     except BrokenPipeError:

@@ -27,14 +27,29 @@ from typing import TextIO
 from .binaries import ALL_BINARIES, ensure_binaries
 from .components import KWOK_CONFIG, ComponentSpec, component_specs
 from .handle import ClusterHandle
+from .images import BuiltImage
 from .kubeconfig import render_kubeconfig, write_kubeconfig
 from .kueue import KUEUE_BINARY, start_kueue
-from .layout import Ports, RunLayout
+from .layout import Ports, RunLayout, free_ports
+from .nodeconfig import NodeNetwork, NodePorts, node_specs
 from .nodes import GpuNodeSpec
 from .paths import all_run_state_dirs
 from .pki import generate_pki
 from .probes import client_tls, is_healthy, unverified_tls, wait_until
 from .process import ProcessRecord, is_running, log_tail, process_start_time, spawn, stop_together
+from .realnode import (
+    NODE_BINARIES,
+    RealNodeState,
+    check_real_node,
+    import_images,
+    node_binaries,
+    prepare_host,
+    restore_host,
+    running_real_node,
+    stop_node_containers,
+    wait_containerd,
+    write_node_files,
+)
 from .state import RunState, forget_state, load_state, save_state
 
 
@@ -54,6 +69,9 @@ class ClusterOptions:
     die_with_parent: bool = False
     # Also start Kueue (kueue.py) once the cluster is Ready.
     kueue: bool = False
+    # A real node (kubelet, containerd, kube-proxy, CoreDNS) next to the fake GPU nodes: realnode.py.
+    real_node: bool = False
+    node_network: NodeNetwork = field(default_factory=NodeNetwork)
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
@@ -100,12 +118,33 @@ class DevCluster:
         atexit.unregister(self.stop_at_exit)
         self.handle.close()
         errors: list[str] = []
+        if self.state.real_node is not None:
+            errors += self._stop_node(self.state.real_node)
         for tier in _stop_tiers(self.state.processes):
             errors += stop_together([(record, self.popens.get(record.name)) for record in tier])
+        if self.state.real_node is not None:
+            errors += restore_host(self.state.real_node)
         shutil.rmtree(self.state.root, ignore_errors=True)
         forget_state(self.state.name)
         if errors:
             raise ClusterError("; ".join(errors))
+
+    def _stop_node(self, node: RealNodeState) -> list[str]:
+        """The node's API clients first, then every container, then containerd."""
+        tiers = [[p for p in self.state.processes if p.name in NODE_BINARIES]]
+        errors = stop_together([(record, self.popens.get(record.name)) for record in tiers[0]])
+        errors += stop_node_containers(node)
+        containerd = [p for p in self.state.processes if p.name == "containerd"]
+        errors += stop_together([(record, self.popens.get(record.name)) for record in containerd])
+        return errors
+
+    def load_images(self, images: list[BuiltImage]) -> float:
+        """Import built images into the real node's containerd; returns the seconds it took."""
+        if self.state.real_node is None:
+            raise ClusterError(f"cluster {self.state.name!r} has no real node to load images into")
+        seconds = import_images(self.state.real_node, images)
+        save_state(self.state)
+        return seconds
 
     def stop_at_exit(self) -> None:
         _stop_quietly(self)
@@ -154,9 +193,15 @@ class _Startup:
     """The steps of one start-up, sharing the run's state, deadline and failure check."""
 
     def __init__(
-        self, cluster: DevCluster, layout: RunLayout, options: ClusterOptions, started: float
+        self,
+        cluster: DevCluster,
+        layout: RunLayout,
+        options: ClusterOptions,
+        started: float,
+        binaries: Mapping[str, Path],
     ) -> None:
         self.cluster = cluster
+        self.binaries = binaries
         self.started = started
         self.state = cluster.state
         self.layout = layout
@@ -228,8 +273,37 @@ class _Startup:
             "default ServiceAccount",
         )
         names = [f"{self.options.node_prefix}-{i}" for i in range(self.options.gpu_nodes)]
+        if self.state.real_node is not None:
+            self.start_node(self.state.real_node)
+            names.append(self.state.real_node.node_name)
         handle.wait_nodes_ready(names, timeout_s=self.left())
         self.reached("nodes Ready")
+
+    def start_node(self, node: RealNodeState) -> None:
+        """containerd (and the pause image), then the kubelet, kube-proxy and CoreDNS."""
+        ports = NodePorts(*free_ports(6))
+        pki = self.layout.pki
+        write_node_files(node, ports, self.layout.kubeconfig, pki / "ca.crt")
+        specs = node_specs(
+            node_binaries(self.binaries),
+            node.network,
+            node.layout,
+            ports,
+            self.layout.kubeconfig,
+            node.node_name,
+        )
+        self.launch(specs[0])
+        wait_containerd(node.layout, self.left(), self.failure)
+        stop_node_containers(node)  # left in the kept store by a run that was killed
+        import_images(node, [])
+        self.reached("containerd and pause image")
+        for spec in specs[1:]:
+            self.launch(spec)
+        for spec in specs[1:]:
+            if spec.health_url:
+                self.wait_get(
+                    spec.health_url, None, f"{spec.name} to answer {spec.health_url}", f"{spec.name} healthy"
+                )
 
 
 # Ports are picked free but released before the processes bind them; another program can take
@@ -247,12 +321,22 @@ def start_cluster(
     `binaries` maps each name in binaries.ALL_BINARIES to a path; by default they are found or built.
     """
     options = options or ClusterOptions()
+    if options.real_node:
+        reason = check_real_node()
+        if reason is not None:
+            raise ClusterError(f"cannot add a real node: {reason}")
     if binaries is None:
-        binaries = {
-            name: found.path for name, found in ensure_binaries(ALL_BINARIES, progress=progress).items()
-        }
+        wanted = (*ALL_BINARIES, *NODE_BINARIES) if options.real_node else ALL_BINARIES
+        binaries = {name: found.path for name, found in ensure_binaries(wanted, progress=progress).items()}
     started = time.monotonic()
     prune_stale_clusters()
+    if options.real_node:
+        other = running_real_node()
+        if other is not None and other != options.name:
+            raise ClusterError(
+                f"cluster {other!r} already runs a real node on this machine (one fits: it owns the bridge "
+                f"and the host paths); stop it with `grok-devcluster down --name {other}` or use it"
+            )
     for attempt in range(1, _PORT_RACE_ATTEMPTS + 1):
         _clear_stale(options.name)
         try:
@@ -276,15 +360,25 @@ def _start_once(options: ClusterOptions, binaries: Mapping[str, Path], started: 
     layout = RunLayout(Path(tempfile.mkdtemp(prefix=f"grok-devcluster-{options.name}-")))
     layout.create()
     ports = Ports.allocate()
+    network = options.node_network
+    api_address = network.gateway if options.real_node else "127.0.0.1"
     state = RunState(
         name=options.name,
         root=str(layout.root),
-        server=f"https://127.0.0.1:{ports.apiserver}",
+        server=f"https://{api_address}:{ports.apiserver}",
         kubeconfig=str(layout.kubeconfig),
         kubectl=str(binaries["kubectl"]),
         helm=str(binaries["helm"]),
         ports=ports,
         owner=ProcessRecord("owner", os.getpid(), process_start_time(os.getpid()), ""),
+        real_node=RealNodeState(
+            node_name=f"{options.name}-node",
+            bridge=network.bridge,
+            subnet=network.subnet,
+            root=str(layout.root / "node"),
+        )
+        if options.real_node
+        else None,
     )
     cluster = DevCluster(state, {})
     if options.die_with_parent:
@@ -292,15 +386,18 @@ def _start_once(options: ClusterOptions, binaries: Mapping[str, Path], started: 
         atexit.register(cluster.stop_at_exit)
     try:
         save_state(state)
-        pki = generate_pki(layout.pki)
+        if state.real_node is not None:
+            prepare_host(network, state.real_node.layout)
+        pki = generate_pki(layout.pki, extra_ips=[api_address] if options.real_node else [])
         context_name = f"grok-devcluster-{options.name}"
         kubeconfig = render_kubeconfig(state.server, pki.ca_cert, pki.admin_cert, pki.admin_key, context_name)
         write_kubeconfig(layout.kubeconfig, kubeconfig)
         layout.kwok_config.write_text(KWOK_CONFIG, encoding="utf-8")
-        startup = _Startup(cluster, layout, options, started)
+        startup = _Startup(cluster, layout, options, started, binaries)
         startup.reached("certificates")
         startup.run(
-            component_specs(binaries, layout, ports), client_tls(pki.ca_cert, pki.admin_cert, pki.admin_key)
+            component_specs(binaries, layout, ports, api_address),
+            client_tls(pki.ca_cert, pki.admin_cert, pki.admin_key),
         )
         if options.kueue:
             _start_kueue(startup)
@@ -368,6 +465,9 @@ def prune_stale_clusters() -> list[str]:
             continue
         if state.owner is None and not state.processes:
             continue  # written by an older version mid-start: cannot tell, keep it
+        if state.real_node is not None:  # its containers outlive it, and the machine needs restoring
+            stop_node_containers(state.real_node)
+            restore_host(state.real_node)
         shutil.rmtree(state.root, ignore_errors=True)
         forget_state(state.name)
         pruned.append(state.name)

@@ -50,13 +50,16 @@ def etcd_argv(binary: Path, layout: RunLayout, ports: Ports) -> list[str]:
     ]
 
 
-def apiserver_argv(binary: Path, layout: RunLayout, ports: Ports) -> list[str]:
+def apiserver_argv(binary: Path, layout: RunLayout, ports: Ports, address: str = "127.0.0.1") -> list[str]:
+    """The API server on loopback; with a real node, on the bridge address (`address`) instead, so
+    that pods reach it through the `kubernetes` Service and it reaches the kubelet."""
     pki = layout.pki
+    real_node = address != "127.0.0.1"
     return [
         str(binary),
         f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
+        f"--bind-address={address}",
+        f"--advertise-address={address}",
         f"--secure-port={ports.apiserver}",
         f"--cert-dir={layout.cert_dir('kube-apiserver')}",
         f"--tls-cert-file={pki / 'apiserver.crt'}",
@@ -68,10 +71,24 @@ def apiserver_argv(binary: Path, layout: RunLayout, ports: Ports) -> list[str]:
         f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
         f"--service-account-key-file={pki / 'sa.pub'}",
         f"--service-account-signing-key-file={pki / 'sa.key'}",
-        # Nothing can reach 127.0.0.1 from inside a pod, and Endpoints reject loopback addresses:
-        # leave the `kubernetes` Service without endpoints instead of logging errors forever.
-        "--endpoint-reconciler-type=none",
+        *(_real_node_flags(pki) if real_node else _loopback_only_flags()),
         "--profiling=false",
+    ]
+
+
+def _loopback_only_flags() -> list[str]:
+    # Nothing can reach 127.0.0.1 from inside a pod, and Endpoints reject loopback addresses:
+    # leave the `kubernetes` Service without endpoints instead of logging errors forever.
+    return ["--endpoint-reconciler-type=none"]
+
+
+def _real_node_flags(pki: Path) -> list[str]:
+    # Logs, exec and port-forward go through the kubelet, which accepts the admin certificate.
+    return [
+        "--endpoint-reconciler-type=lease",
+        f"--kubelet-client-certificate={pki / 'admin.crt'}",
+        f"--kubelet-client-key={pki / 'admin.key'}",
+        "--kubelet-preferred-address-types=InternalIP",
     ]
 
 
@@ -141,7 +158,9 @@ KWOK_CONFIG = (
 )
 
 
-def component_specs(binaries: Mapping[str, Path], layout: RunLayout, ports: Ports) -> list[ComponentSpec]:
+def component_specs(
+    binaries: Mapping[str, Path], layout: RunLayout, ports: Ports, api_address: str = "127.0.0.1"
+) -> list[ComponentSpec]:
     """Every process of the control plane, in start order."""
     return [
         ComponentSpec(
@@ -152,8 +171,8 @@ def component_specs(binaries: Mapping[str, Path], layout: RunLayout, ports: Port
         ),
         ComponentSpec(
             "kube-apiserver",
-            tuple(apiserver_argv(binaries["kube-apiserver"], layout, ports)),
-            f"https://127.0.0.1:{ports.apiserver}/readyz",
+            tuple(apiserver_argv(binaries["kube-apiserver"], layout, ports, api_address)),
+            f"https://{api_address}:{ports.apiserver}/readyz",
             needs_apiserver=False,
         ),
         ComponentSpec(

@@ -1,6 +1,11 @@
 """The end-to-end demo: `python -m grok_devcluster.demo up|down` (what `make demo` runs).
 
-`up` walks the whole path a user takes, printing each step:
+`up` walks the whole path a user takes, printing each step. Where a real node can run (Linux,
+root, the packages of `grok-devcluster setup-node`), everything runs in real pods (demo_pods.py):
+the images are built from docker/, the chart's operator Deployment runs 1 replica in-cluster, the
+worker pod loads the checkpoint from a hostPath volume, passes the kubelet's gRPC probes, and
+`grok generate` goes through the GrokDeployment's Service. Elsewhere (or with --mode host) the demo
+says why and stands in for the pods with local processes:
   1. a cluster: the local control plane (started here, binaries built on first use), or the user's
      own with --kubeconfig / $KUBECONFIG;
   2. `helm upgrade --install` of charts/grok-operator (operator Deployment scaled to 0: no container
@@ -74,6 +79,8 @@ class DemoState:
     pids: dict[str, int] = field(default_factory=dict)
     worker_target: str = ""
     deployment: str = ""
+    # "pods": everything in real pods on a real node; "host": the operator and worker as processes.
+    mode: str = "host"
 
     @property
     def path(self) -> Path:
@@ -364,14 +371,22 @@ def apply_example(handle: ClusterHandle) -> str:
 
 
 def wait_ready(
-    state: DemoState, handle: ClusterHandle, name: str, operator: subprocess.Popen[bytes]
+    state: DemoState, handle: ClusterHandle, name: str, operator: subprocess.Popen[bytes] | None
 ) -> dict[str, Any]:
     last = ""
     found: dict[str, Any] = {}
+    where = (
+        f"see {state.state_dir}/operator.log"
+        if operator is not None
+        else (
+            f"see `kubectl logs -n {OPERATOR_NAMESPACE} deploy/{RELEASE}` and `kubectl describe pods -n {DEMO_NAMESPACE}`"
+        )
+    )
 
     def ready() -> bool:
         nonlocal last, found
-        ensure_alive(state, "operator", operator)
+        if operator is not None:
+            ensure_alive(state, "operator", operator)
         out = handle.kubectl("get", "grokdeployment", name, "-n", DEMO_NAMESPACE, "-o", "json", check=False)
         if out.returncode != 0:
             return False
@@ -389,7 +404,7 @@ def wait_ready(
             last = line
         return bool(phase == "Ready")
 
-    wait_until(f"grokdeployment/{name} to be Ready", ready, 300, f"see {state.state_dir}/operator.log", 1.0)
+    wait_until(f"grokdeployment/{name} to be Ready", ready, 300, where, 1.0)
     return found
 
 
@@ -520,12 +535,101 @@ def start_worker(
 # --- the commands ----------------------------------------------------------------------------
 
 
+def choose_mode(requested: str, kubeconfig: str | None) -> str:
+    """ "pods" where a real node can run (or on the user's own cluster), else "host", saying why."""
+    if requested == "host":
+        return "host"
+    if kubeconfig:
+        if requested == "pods":
+            raise DemoError("--mode pods runs on the local cluster's real node; drop --kubeconfig")
+        return "host"
+    from .realnode import check_real_node
+
+    reason = check_real_node()
+    if reason is None:
+        return "pods"
+    if requested == "pods":
+        raise DemoError(f"--mode pods: {reason}")
+    say(f"NOTE: no real node here ({reason}),")
+    say("      so the operator and the worker run as local processes standing in for their pods.")
+    return "host"
+
+
+def show(handle: ClusterHandle, *args: str) -> None:
+    """Run a kubectl command a user would run and print it with its output."""
+    say(f"    $ kubectl {' '.join(args)}")
+    result = handle.kubectl(*args, check=False)
+    for line in (result.stdout + result.stderr).strip().splitlines():
+        say(f"      {line}")
+
+
+def up_pods(state: DemoState, prompt: str, max_tokens: int, cluster_name: str) -> None:
+    """The demo on real pods (demo_pods.py); see the module docstring."""
+    from . import demo_pods
+
+    step(1, "Kubernetes cluster with a real node, and the project's images")
+    images = demo_pods.images_for_node()
+    handle, seconds = demo_pods.start_real_cluster(cluster_name, images)
+    state.cluster_name, state.cluster_started_here, state.kubeconfig = cluster_name, True, handle.kubeconfig
+    state.save()
+    say(
+        f"    imported {', '.join(i.ref for i in images.values())} into the node's containerd in {seconds:.0f}s"
+    )
+    show(handle, "get", "nodes", "-o", "wide")
+    step(2, "Installing the Helm chart (the operator Deployment, 1 replica, in-cluster)")
+    demo_pods.install_chart_pods(handle, CHART, RELEASE, OPERATOR_NAMESPACE, images["grok-operator"])
+    say(f"    helm release {RELEASE!r} installed in namespace {OPERATOR_NAMESPACE!r}; its pod is Ready")
+    step(3, "The operator runs in its pod, under its ServiceAccount")
+    show(handle, "get", "pods", "-n", OPERATOR_NAMESPACE, "-o", "wide")
+    show(handle, "logs", "-n", OPERATOR_NAMESPACE, f"deploy/{RELEASE}", "--tail=5")
+    step(4, "Writing a tiny release-format checkpoint and tokenizer (the pod's hostPath volume)")
+    model_dir = Path(state.state_dir) / "model"
+    write_model(model_dir)
+    step(5, "Applying the tiny GrokDeployment and waiting for Ready")
+    manifest = demo_pods.grokdeployment_manifest(EXAMPLE, images["grok-worker"], model_dir)
+    handle.kubectl("create", "namespace", DEMO_NAMESPACE, check=False)
+    handle.kubectl("apply", "-n", DEMO_NAMESPACE, "-f", "-", input=yaml.safe_dump(manifest))
+    state.deployment = manifest["metadata"]["name"]
+    state.save()
+    say(
+        f"    kubectl apply -n {DEMO_NAMESPACE} -f {EXAMPLE.relative_to(REPO)}  (image {images['grok-worker'].ref},"
+    )
+    say(f"    checkpoint hostPath {model_dir})  ->  grokdeployment/{state.deployment}")
+    ready = wait_ready(state, handle, state.deployment, None)
+    step(6, "The worker pod: checkpoint loaded, gRPC startup and readiness probes passed")
+    show(handle, "get", "pods", "-n", DEMO_NAMESPACE, "-o", "wide")
+    pod = f"{state.deployment}-g0-0"
+    show(handle, "logs", "-n", DEMO_NAMESPACE, pod, "--tail=8")
+    state.worker_target = demo_pods.service_target(handle, DEMO_NAMESPACE, ready)
+    state.save()
+    step(7, f"Generating through the GrokDeployment's Service: grok generate {prompt!r}")
+    endpoint = (ready.get("status") or {}).get("endpoint", "")
+    say(
+        f"    the Service {endpoint or state.deployment} has ClusterIP {state.worker_target}; kube-proxy routes"
+    )
+    say("    it from this machine to the worker pod")
+    say("    (random weights: expect gibberish, streamed token by token, sampled with a fixed seed)")
+    grok = console_script("grok")
+    argv = [grok, "generate", "--target", state.worker_target, "--max-tokens", str(max_tokens)]
+    subprocess.run([*argv, "--temperature", "0.8", "--seed", "0", prompt], check=True)
+    say(f"\nDone in {time.monotonic() - _STEP_STARTS[0][1]:.0f}s ({step_summary()}).")
+    say("Everything is still running; try:")
+    say(f"    export KUBECONFIG={state.kubeconfig}")
+    say("    kubectl get grokdeployments,pods -A -o wide")
+    say(f"    kubectl logs -n {DEMO_NAMESPACE} {pod}")
+    say(f"    kubectl port-forward -n {DEMO_NAMESPACE} svc/{state.deployment} 50051  # then grok generate")
+    say(f"    grok generate --target {state.worker_target} 'Once upon a time'")
+    say("    python -m grok_devcluster.demo down      # tear it all down, the machine restored")
+    handle.close()
+
+
 def up(
     state_dir: Path,
     kubeconfig: str | None,
     prompt: str = PROMPT,
     max_tokens: int = 24,
     cluster_name: str = CLUSTER_NAME,
+    mode: str = "auto",
 ) -> DemoState:
     """Run every step; leaves the cluster, operator and worker running for the user to explore."""
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -533,7 +637,11 @@ def up(
     for name, pid in list(state.pids.items()):  # a previous `up` left processes behind
         stop_process(name, pid)
         del state.pids[name]
+    state.mode = choose_mode(mode, kubeconfig)
     state.save()
+    if state.mode == "pods":
+        up_pods(state, prompt, max_tokens, cluster_name)
+        return state
 
     step(1, "Kubernetes cluster")
     handle = connect_cluster(state, kubeconfig, cluster_name)
@@ -613,10 +721,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--prompt", default=PROMPT)
     parser.add_argument("--max-tokens", type=int, default=24)
     parser.add_argument("--cluster-name", default=CLUSTER_NAME, help="name of the local control plane")
+    parser.add_argument(
+        "--mode",
+        choices=["auto", "pods", "host"],
+        default=os.environ.get("GROK_DEMO_MODE", "auto"),
+        help="pods: real pods on a real node; host: local processes stand in for the pods; "
+        "auto (default): pods where a real node can run",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            up(args.state_dir, args.kubeconfig, args.prompt, args.max_tokens, args.cluster_name)
+            up(args.state_dir, args.kubeconfig, args.prompt, args.max_tokens, args.cluster_name, args.mode)
         else:
             down(args.state_dir)
     except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as error:  # DemoError, ClusterError...

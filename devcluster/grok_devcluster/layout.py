@@ -25,17 +25,21 @@ class Ports:
     @classmethod
     def allocate(cls) -> Ports:
         """Pick distinct free ports; all sockets stay bound until every port is chosen."""
-        sockets: list[socket.socket] = []
-        try:
-            for _ in range(5):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                sock.bind(("127.0.0.1", 0))
-                sockets.append(sock)
-            numbers = [sock.getsockname()[1] for sock in sockets]
-        finally:
-            for sock in sockets:
-                sock.close()
-        return cls(*numbers)
+        return cls(*free_ports(5))
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free loopback TCP ports (all held until every one is chosen)."""
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,8 +116,11 @@ def _leaf(
     return builder.sign(ca_key, hashes.SHA256()), key
 
 
-def generate_pki(folder: Path) -> PkiFiles:
-    """Create a fresh CA, serving and admin certificates and service-account keys in `folder`."""
+def generate_pki(folder: Path, extra_ips: Sequence[str] = ()) -> PkiFiles:
+    """Create a fresh CA, serving and admin certificates and service-account keys in `folder`.
+
+    `extra_ips` are further addresses the API server serves on (a real node's bridge address).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     files = PkiFiles(
         ca_cert=folder / "ca.crt",
@@ -145,7 +149,7 @@ def generate_pki(folder: Path) -> PkiFiles:
 
     san = x509.SubjectAlternativeName(
         [x509.DNSName(name) for name in _SERVER_DNS_NAMES]
-        + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", SERVICE_IP)]
+        + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", SERVICE_IP, *extra_ips)]
     )
     server_cert, server_key = _leaf(
         ca_key,

@@ -17,6 +17,7 @@ from typing import Any
 from .layout import Ports
 from .paths import run_state_dir
 from .process import ProcessRecord
+from .realnode import RealNodeState
 
 
 @dataclass
@@ -36,6 +37,8 @@ class RunState:
     milestones: dict[str, float] = field(default_factory=dict)
     # The Python process that started the cluster; while it lives the record is not stale.
     owner: ProcessRecord | None = None
+    # Set when the cluster has a real node (realnode.py): what `down` stops and restores.
+    real_node: RealNodeState | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -47,6 +50,8 @@ class RunState:
         data["processes"] = [ProcessRecord(**record) for record in data["processes"]]
         if data.get("owner") is not None:
             data["owner"] = ProcessRecord(**data["owner"])
+        if data.get("real_node") is not None:
+            data["real_node"] = RealNodeState(**data["real_node"])
         return cls(**data)
 
 

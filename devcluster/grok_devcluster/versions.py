@@ -22,6 +22,24 @@ class VersionsError(ValueError):
 
 
 @dataclass(frozen=True)
+class GeneratedMain:
+    """A main package of our own inside the wrapper module: it blank-imports `imports` (plugins
+    that register themselves) and calls `run` (a `package.Function` path), for programs such as
+    CoreDNS that are meant to be assembled from the plugins one needs."""
+
+    run: str
+    imports: tuple[str, ...]
+
+    @property
+    def run_package(self) -> str:
+        return self.run.rsplit(".", 1)[0]
+
+    @property
+    def run_function(self) -> str:
+        return self.run.rsplit(".", 1)[1]
+
+
+@dataclass(frozen=True)
 class GoModuleGroup:
     """Binaries built from one Go module at one version, through one generated wrapper module.
 
@@ -37,6 +55,8 @@ class GoModuleGroup:
     replace: tuple[str, ...] = ()
     replace_version: str = ""
     ldflags: tuple[tuple[str, str], ...] = ()
+    # A main package generated into the wrapper (./cmd/<binary>): (function to call, blank imports).
+    main: GeneratedMain | None = None
 
     @property
     def major(self) -> str:
@@ -81,14 +101,33 @@ def _string_table(group: str, field: str, value: Any) -> dict[str, str]:
     return dict(value)
 
 
+#: Tables of versions.toml that pin something other than a Go module.
+NON_GO_TABLES = ("debian", "base-image")
+
+
+def _main_table(group: str, value: Any) -> GeneratedMain | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"run", "imports"}:
+        raise VersionsError(
+            f"[{group}.main] must have exactly `run` (package.Function) and `imports` (a list)"
+        )
+    run = str(value["run"])
+    if "." not in run.rsplit("/", 1)[-1]:
+        raise VersionsError(f"[{group}.main] run = {run!r} must name a function: <package path>.<Function>")
+    return GeneratedMain(run=run, imports=_string_list(f"{group}.main", "imports", value["imports"]))
+
+
 def parse_groups(document: dict[str, Any]) -> dict[str, GoModuleGroup]:
     """Validate a parsed versions.toml; return its groups by name, in file order."""
     groups: dict[str, GoModuleGroup] = {}
     seen_binaries: dict[str, str] = {}
     for name, table in document.items():
+        if name in NON_GO_TABLES:
+            continue
         if not isinstance(table, dict):
             raise VersionsError(f"top-level key {name!r} must be a [table] describing one Go module")
-        known = {"module", "version", "replace", "replace_version", "binaries", "ldflags"}
+        known = {"module", "version", "replace", "replace_version", "binaries", "ldflags", "main"}
         unknown = sorted(set(table) - known)
         if unknown:
             raise VersionsError(f"[{name}] has unknown field(s) {unknown}; allowed: {sorted(known)}")
@@ -111,6 +150,7 @@ def parse_groups(document: dict[str, Any]) -> dict[str, GoModuleGroup]:
                 )
             seen_binaries[binary] = name
         ldflags = _string_table(name, "ldflags", table.get("ldflags", {}))
+        main = _main_table(name, table.get("main"))
         group = GoModuleGroup(
             name=name,
             module=str(table["module"]),
@@ -119,6 +159,7 @@ def parse_groups(document: dict[str, Any]) -> dict[str, GoModuleGroup]:
             replace=replace,
             replace_version=replace_version,
             ldflags=tuple(ldflags.items()),
+            main=main,
         )
         group.ldflag_values()  # fail early on a bad placeholder
         groups[name] = group
@@ -127,15 +168,7 @@ def parse_groups(document: dict[str, Any]) -> dict[str, GoModuleGroup]:
 
 def load_groups(path: Path | None = None) -> dict[str, GoModuleGroup]:
     """Read versions.toml (the packaged one unless `path` is given)."""
-    if path is None:
-        text = resources.files("grok_devcluster").joinpath("versions.toml").read_text(encoding="utf-8")
-    else:
-        text = path.read_text(encoding="utf-8")
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise VersionsError(f"versions.toml is not valid TOML: {err}") from err
-    return parse_groups(document)
+    return parse_groups(_document(path))
 
 
 def group_of(binary: str, groups: dict[str, GoModuleGroup]) -> GoModuleGroup:
@@ -145,3 +178,43 @@ def group_of(binary: str, groups: dict[str, GoModuleGroup]) -> GoModuleGroup:
             return group
     known = sorted(b for g in groups.values() for b in g.binaries)
     raise VersionsError(f"no binary named {binary!r} in versions.toml; known binaries: {known}")
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    """The local base image both Dockerfiles build on: `debootstrap --variant=minbase` settings."""
+
+    suite: str
+    mirror: str
+    include: tuple[str, ...]
+
+
+def _document(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        text = resources.files("grok_devcluster").joinpath("versions.toml").read_text(encoding="utf-8")
+    else:
+        text = path.read_text(encoding="utf-8")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise VersionsError(f"versions.toml is not valid TOML: {err}") from err
+
+
+def load_debian_packages(path: Path | None = None) -> dict[str, str]:
+    """[debian] packages: Debian package name -> exact version, installed by `setup-node`."""
+    table = _document(path).get("debian")
+    if not isinstance(table, dict) or "packages" not in table:
+        raise VersionsError("versions.toml has no [debian] table with `packages = { name = version }`")
+    return _string_table("debian", "packages", table["packages"])
+
+
+def load_base_image(path: Path | None = None) -> BaseImage:
+    """[base-image]: the debootstrap suite, mirror and packages of the local base image."""
+    table = _document(path).get("base-image")
+    if not isinstance(table, dict) or not {"suite", "mirror", "include"} <= set(table):
+        raise VersionsError("versions.toml needs a [base-image] table with suite, mirror and include")
+    return BaseImage(
+        suite=str(table["suite"]),
+        mirror=str(table["mirror"]),
+        include=_string_list("base-image", "include", table["include"]),
+    )

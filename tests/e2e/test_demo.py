@@ -69,7 +69,7 @@ def test_make_demo_runs_every_step_on_its_own_cluster_and_down_cleans_up(tmp_pat
     name = f"demo-e2e-{os.getpid()}"
     state: dict[str, Any] = {"pids": {}}
     try:
-        output = run_demo("up", state_dir, "--cluster-name", name)
+        output = run_demo("up", state_dir, "--cluster-name", name, "--mode", "host")
         state = json.loads((state_dir / "state.json").read_text())
         assert_demo_ran(output, state)
         assert state["cluster_started_here"] is True
@@ -103,6 +103,41 @@ def test_the_demo_on_an_existing_cluster_leaves_it_as_it_was(cluster: Any, tmp_p
     cluster.kubectl("delete", "namespace", "grok-system", "--ignore-not-found", "--wait=false", check=False)
     after = cluster.kubectl("get", "namespaces", "-o", "name").stdout.split()
     assert set(after) - set(before) <= {"namespace/grok-demo", "namespace/grok-system"}  # terminating
+
+
+@pytest.mark.realnode
+@pytest.mark.slow
+def test_make_demo_on_real_pods_serves_through_the_service_and_down_restores_the_machine(
+    tmp_path: Path,
+) -> None:
+    from grok_devcluster.hoststate import HostSnapshot
+    from grok_devcluster.realnode import check_real_node
+
+    reason = check_real_node()
+    if reason is not None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI must run the demo on real pods: {reason}", pytrace=False)
+        pytest.skip(reason)
+    state_dir = tmp_path / "demo"
+    name = f"demo-rn-{os.getpid()}"
+    before = HostSnapshot.take()
+    try:
+        output = run_demo("up", state_dir, "--cluster-name", name, "--mode", "pods")
+        state = json.loads((state_dir / "state.json").read_text())
+    finally:
+        down = run_demo("down", state_dir)
+    for marker in STEPS:
+        assert marker in output, f"step {marker} missing:\n{output}"
+    assert state["mode"] == "pods"
+    assert state["pids"] == {}
+    assert "phase=Ready ready=1/1" in output
+    assert "$ kubectl get pods -n grok-system -o wide" in output
+    assert "$ kubectl logs -n grok-demo tiny-g0-0" in output
+    assert state["worker_target"].startswith("10.0.0.")  # the Service's ClusterIP
+    assert "[length, 24 tokens]" in output, output
+    assert f"stopped the local control plane {name!r}" in down
+    left = before.compare()
+    assert not left, "the machine differs after `demo down`:\n" + "\n".join(left)
 
 
 # --- fast: how the demo stands in for a pod ---------------------------------------------------

@@ -15,6 +15,7 @@ from grok_devcluster.binaries import ALL_BINARIES, ON_REQUEST_BINARIES, locate_b
 from grok_devcluster.build import BuildError, find_go
 from grok_devcluster.gomod import go_build_argv, render_go_mod, render_ldflags, render_tools_go
 from grok_devcluster.paths import binary_cache_path
+from grok_devcluster.realnode import NODE_BINARIES
 from grok_devcluster.versions import VersionsError, group_of, load_groups, parse_groups
 
 
@@ -26,8 +27,9 @@ def test_pins_the_versions_the_project_runs_on() -> None:
     assert groups["kwok"].version == "v0.7.0"
     assert re.fullmatch(r"v3\.19\.\d+", groups["helm"].version)
     assert groups["kueue"].version == "v0.17.0"
+    assert groups["coredns"].version == "v1.14.0"
     assert sorted(b for g in groups.values() for b in g.binaries) == sorted(
-        (*ALL_BINARIES, *ON_REQUEST_BINARIES)
+        (*ALL_BINARIES, *ON_REQUEST_BINARIES, *NODE_BINARIES)
     )
 
 
@@ -136,7 +138,7 @@ def test_one_binary_declared_by_two_groups_is_rejected() -> None:
 
 def test_an_unknown_binary_name_lists_the_known_ones() -> None:
     with pytest.raises(VersionsError, match=r"known binaries: .*kube-apiserver"):
-        group_of("kube-proxy", load_groups())
+        group_of("kube-dashboard", load_groups())
 
 
 def _fake_binary(path: Path) -> Path:

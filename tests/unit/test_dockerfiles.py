@@ -192,7 +192,7 @@ def test_the_entrypoint_is_the_projects_console_script(image: tuple[str, Dockerf
 
 def test_the_worker_image_can_take_a_cuda_jax_through_a_build_arg() -> None:
     dockerfile = parse(DOCKERFILES["worker"])
-    build = dockerfile.stages[0]
+    build = next(stage for stage in dockerfile.stages if stage.name == "build")
     args = {a.args.split("=")[0] for a in build.all("ARG")}
     assert "JAX_EXTRA" in args
     assert any("jax[${JAX_EXTRA}]" in r.args for r in build.all("RUN"))
@@ -210,3 +210,21 @@ def test_the_dockerignore_matcher_used_here_follows_last_match_wins() -> None:
     assert is_ignored("tests/unit/test_layout.py")
     assert not is_ignored("worker/grok_worker/cli.py")
     assert is_ignored("worker/grok_worker/__pycache__")
+
+
+def test_the_dependency_layers_come_before_the_projects_code(image: tuple[str, Dockerfile]) -> None:
+    """A code change must not re-install the dependencies: the RUN that installs them comes before
+    any COPY of the project's source folders, and depends on no file that changes with the code."""
+    name, dockerfile = image
+    build = next(stage for stage in dockerfile.stages if stage.name == "build")
+    keywords = [(i.keyword, i.args) for i in build.instructions]
+    first_source = next(
+        n for n, (k, a) in enumerate(keywords) if k == "COPY" and a.startswith(("operator/", "worker/"))
+    )
+    installs = [n for n, (k, a) in enumerate(keywords) if k == "RUN" and "-c requirements.lock" in a]
+    assert installs, f"{name}: no dependency install from the lock"
+    assert installs[0] < first_source, f"{name}: dependencies are installed after the code is copied"
+    copied_before = " ".join(a for k, a in keywords[: installs[0]] if k == "COPY")
+    assert "pyproject.toml" not in copied_before, (
+        f"{name}: the dependency layer depends on all of pyproject.toml"
+    )
