@@ -59,7 +59,11 @@ class SchedulerError(Exception):
 
 
 class QueueFullError(SchedulerError):
-    pass
+    """The queue is full; `retry_after` is the scheduler's estimate, in seconds, of when a retry fits."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class NotAcceptingError(SchedulerError):
