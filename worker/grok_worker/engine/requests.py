@@ -6,6 +6,7 @@ answers with a stream of `TokenEvent`s, the last of which has `finish` set (and 
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 
@@ -29,6 +30,11 @@ class GenerationRequest:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     stops: tuple[str, ...] = ()
     stop_at_eos: bool = True
+    #: The front door it came through ("grpc", "http"): a metrics label.
+    api: str = "grpc"
+
+    def labelled(self, api: str) -> GenerationRequest:
+        return dataclasses.replace(self, api=api)
 
 
 @dataclass(frozen=True)

@@ -147,7 +147,7 @@ class Scheduler:
         with self._cv:
             if self._n_active + len(self._waiting) >= self.spec.max_batch + self.max_queue:
                 if self.metrics:
-                    self.metrics.finished("rejected_queue_full")
+                    self.metrics.finished("rejected_queue_full", request.api)
                 retry = self.retry_after()
                 raise QueueFullError(
                     f"request queue is full ({len(self._waiting)} waiting, {self._n_active} of "
@@ -226,7 +226,7 @@ class Scheduler:
     def _finish_now(self, handle: RequestHandle, reason: FinishReason, error: str = "") -> None:
         self._handles.pop(handle.id, None)
         if self.metrics and not handle.done:
-            self.metrics.finished(reason.value)
+            self.metrics.finished(reason.value, handle.request.api)
         handle._put(TokenEvent(None, finish=reason, error=error))
 
     def _deliver(self, batch: _Delivery) -> None:
@@ -235,7 +235,7 @@ class Scheduler:
                 if self._handles.pop(handle.id, None) is None:
                     continue  # already finished (failed or cancelled while queued)
                 if self.metrics:
-                    self.metrics.finished(event.finish.value)
+                    self.metrics.finished(event.finish.value, handle.request.api)
                 if event.timing is not None:
                     self._request_seconds += 0.2 * (event.timing.total_seconds - self._request_seconds)
             handle._put(event)

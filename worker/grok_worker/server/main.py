@@ -118,7 +118,10 @@ def _engine_factory(args: argparse.Namespace, config: ResolvedConfig) -> tuple[E
         delay = args.mock_step_delay
 
         def mock_factory(progress: ProgressFn) -> tuple[Engine, Tokenizer | None]:
-            return MockEngine(serving.max_batch, serving.max_seq_len, config.buckets, delay), ByteTokenizer()
+            engine = MockEngine(
+                serving.max_batch, serving.max_seq_len, config.buckets, delay, serving.prefill_chunk
+            )
+            return engine, ByteTokenizer()
 
         return mock_factory, info
     from grok_worker.engine.model_engine import model_factory
@@ -170,6 +173,7 @@ async def _serve_leader(
         port=serving.port,
         bind_host=args.bind,
         metrics_port=serving.metrics_port or None,
+        http_port=serving.http_port or None,
         max_queue=serving.max_queue,
         max_stop_strings=serving.max_stop_strings,
         drain_grace_seconds=serving.drain_grace_seconds,

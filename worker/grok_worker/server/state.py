@@ -11,12 +11,9 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from grpc_health.v1 import health, health_pb2
+from grpc_health.v1 import health_pb2
 
 from grok_worker.metrics import ServingMetrics
-
-#: grpc.health.v1's asyncio servicer (its type stubs do not describe the `aio` module).
-AsyncHealthServicer: Any = health.aio.HealthServicer  # type: ignore[attr-defined]
 
 #: Service names whose health we publish: "" (the whole server) and the generation service.
 GENERATION_SERVICE = "grok.v1.GenerationService"
@@ -35,7 +32,7 @@ class LoadState(enum.IntEnum):
 
 @dataclass
 class WorkerState:
-    health: Any  # AsyncHealthServicer
+    health: Any  # grok_worker.server.wire.HealthServicer
     metrics: ServingMetrics
     services: tuple[str, ...] = ("", GENERATION_SERVICE)
     state: LoadState = LoadState.LOADING
