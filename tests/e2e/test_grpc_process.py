@@ -71,6 +71,33 @@ def test_sigterm_drains_in_flight_requests_then_exits_zero(
     assert proc.wait(20) == 0
 
 
+def test_a_second_signal_during_the_drain_exits_at_once(
+    worker: tuple[subprocess.Popen[str], GrokClient],
+) -> None:
+    proc, client = worker
+    got: list[pb.GenerateStreamResponse] = []
+    errors: list[grpc.RpcError] = []
+
+    def consume() -> None:
+        try:
+            got.extend(client.generate_stream("a", max_tokens=60, stop_at_eos=False))  # 3 s of steps
+        except grpc.RpcError as err:
+            errors.append(err)
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    while not got:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)  # drain: the stream would have 10 s to finish
+    time.sleep(0.2)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(5) == 128 + signal.SIGINT
+    thread.join(20)
+    assert len(got) < 60
+    assert errors  # the client sees the connection end rather than a quiet OK
+
+
 def test_bad_config_file_exits_non_zero_naming_the_field(tmp_path: Path) -> None:
     config = tmp_path / "worker.json"
     config.write_text(json.dumps({"serving": {"max_batch": 0}}))
