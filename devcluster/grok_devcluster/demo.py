@@ -12,6 +12,7 @@
      StatefulSet the operator rendered, config from its ConfigMap (paths mapped to the local folder
      the pod's checkpoint volume stands for);
   7. `grok generate` streaming text from the worker's gRPC API.
+  8. the same prompt through the worker's OpenAI-compatible HTTP API (the `openai` package).
 `down` stops those processes by pid, uninstalls the chart, deletes the demo namespace, stops the
 cluster if `up` started it, and removes the state folder.
 
@@ -49,7 +50,7 @@ OPERATOR_NAMESPACE = "grok-system"
 DEMO_NAMESPACE = "grok-demo"
 CLUSTER_NAME = "grok-demo"
 PROMPT = "The quick brown fox"
-STEPS = 7
+STEPS = 8
 #: What the demo's tiny tokenizer is trained on (a few seconds); the model's weights are random, so
 #: the generated text is a random walk over these pieces, not prose.
 TOKENIZER_CORPUS = [
@@ -97,7 +98,16 @@ def say(text: str) -> None:
 
 
 #: Short names of the steps for the closing timing summary.
-STEP_LABELS = {1: "cluster", 2: "chart", 3: "operator", 4: "model", 5: "ready", 6: "worker", 7: "generate"}
+STEP_LABELS = {
+    1: "cluster",
+    2: "chart",
+    3: "operator",
+    4: "model",
+    5: "ready",
+    6: "worker",
+    7: "generate",
+    8: "openai",
+}
 #: (label, monotonic start) of each step of this run, for the closing summary.
 _STEP_STARTS: list[tuple[str, float]] = []
 
@@ -458,7 +468,13 @@ def worker_launch(
                     "tokenizer_path": local(config.model.tokenizer_path),
                 }
             ),
-            "serving": config.serving.model_copy(update={"port": port, "metrics_port": free_port()}),
+            "serving": config.serving.model_copy(
+                update={
+                    "port": port,
+                    "metrics_port": free_port(),
+                    "http_port": free_port() if config.serving.http_port else 0,
+                }
+            ),
         }
     )
     config_file = state_dir / CONFIG_FILE_NAME
@@ -520,6 +536,28 @@ def start_worker(
 # --- the commands ----------------------------------------------------------------------------
 
 
+def complete_over_http(state: DemoState, prompt: str, max_tokens: int) -> None:
+    """The same worker through its OpenAI-compatible HTTP API, with the official `openai` package."""
+    import openai
+
+    from grok_worker.contract import CONFIG_FILE_NAME, WorkerConfig
+
+    config = WorkerConfig.from_file(Path(state.state_dir) / CONFIG_FILE_NAME)
+    if not config.serving.http_port:
+        say("    the GrokDeployment has spec.serving.http.enabled: false; skipping")
+        return
+    url = f"http://127.0.0.1:{config.serving.http_port}"
+    body = json.dumps({"prompt": prompt, "max_tokens": max_tokens, "temperature": 0.8, "seed": 0})
+    say(f"    curl {url}/v1/completions -H 'Content-Type: application/json' -d '{body}'")
+    with openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0) as client:
+        model = client.models.list().data[0].id
+        completion = client.completions.create(
+            model=model, prompt=prompt, max_tokens=max_tokens, temperature=0.8, seed=0
+        )
+    choice = completion.choices[0]
+    say(f"    openai: model {model!r}, finish_reason {choice.finish_reason!r}, text {choice.text!r}")
+
+
 def up(
     state_dir: Path,
     kubeconfig: str | None,
@@ -558,6 +596,8 @@ def up(
     grok = console_script("grok")
     argv = [grok, "generate", "--target", state.worker_target, "--max-tokens", str(max_tokens)]
     subprocess.run([*argv, "--temperature", "0.8", "--seed", "0", prompt], check=True)
+    step(8, "The same through the OpenAI-compatible HTTP API")
+    complete_over_http(state, prompt, max_tokens)
     say(f"\nDone in {time.monotonic() - _STEP_STARTS[0][1]:.0f}s ({step_summary()}).")
     say("Everything is still running; try:")
     say(f"    KUBECONFIG={state.kubeconfig} kubectl get grokdeployments,pods -A")
