@@ -11,9 +11,9 @@ loop, so a large prompt cannot stall the other requests' streams; `Scheduler.sub
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TypeVar
 
 from grok.v1 import generation_pb2 as pb
 from grok_worker.engine.requests import NotAcceptingError
@@ -21,6 +21,8 @@ from grok_worker.engine.scheduler import RequestHandle, Scheduler
 from grok_worker.engine.text import BOS_ID, Tokenizer
 from grok_worker.server.state import LoadState, WorkerState
 from grok_worker.server.validation import InvalidRequestError, check_token_ids, generation_request
+
+T = TypeVar("T")
 
 #: Threads that tokenize and detokenize (tokenizers release the GIL only in part: two are plenty).
 TEXT_THREADS = 2
@@ -73,7 +75,7 @@ class Frontend:
                 f"{limit} characters; shorten it"
             )
 
-    async def _off_loop(self, fn: Any, *args: Any) -> Any:
+    async def _off_loop(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     async def submit(self, request: pb.GenerateRequest, api: str) -> RequestHandle:
@@ -99,11 +101,10 @@ class Frontend:
     async def tokenize(self, text: str, add_bos: bool) -> list[int]:
         tokenizer = self.tokenizer()
         self.check_text_size(text, "text")
-        ids: list[int] = await self._off_loop(tokenizer.encode, text)
+        ids = await self._off_loop(tokenizer.encode, text)
         return [BOS_ID, *ids] if add_bos else ids
 
     async def detokenize(self, ids: Sequence[int]) -> str:
         tokenizer = self.tokenizer()
         check_token_ids(list(ids), tokenizer.vocab_size, "token_ids")
-        text: str = await self._off_loop(tokenizer.decode, list(ids))
-        return text
+        return await self._off_loop(tokenizer.decode, list(ids))
