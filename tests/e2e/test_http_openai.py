@@ -292,3 +292,26 @@ async def test_curl_streams_a_completion(server: WorkerServer) -> None:
     lines = [line for line in out.decode().splitlines() if line]
     assert lines[-1] == "data: [DONE]"
     assert [json.loads(line[6:])["choices"][0]["text"] for line in lines[:-1]] == ["l", "m", "n"]
+
+
+async def test_a_client_that_disconnects_mid_stream_frees_its_slot() -> None:
+    engine = MockEngine(max_batch=1, max_seq_len=64, step_delay=0.02)
+    server = await start_local_server(engine, TOK, max_queue=2, http=True)
+    try:
+        body = {"prompt": "a", "max_tokens": 50, "temperature": 0, "ignore_eos": True, "stream": True}
+        url = f"{base_url(server)}/v1/completions"
+        async with aiohttp.ClientSession() as http, http.post(url, json=body) as r:
+            assert (await r.content.readline()).startswith(b"data: ")
+        # the connection is closed: the request is cancelled and its slot freed
+        assert server.scheduler is not None
+        for _ in range(200):
+            if server.scheduler.in_flight == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert server.scheduler.in_flight == 0
+        steps = engine.decode_steps
+        await asyncio.sleep(0.1)
+        assert engine.decode_steps == steps
+        assert engine.decode_steps < 50
+    finally:
+        await server.drain(1.0)
