@@ -166,6 +166,8 @@ async def test_models_lists_the_served_model_and_an_unknown_one_is_404(client: o
         ({"top_p": 1.5}, "top_p"),
         ({"max_tokens": 0}, "max_tokens"),
         ({"prompt": [5, 999]}, "prompt"),
+        ({"prompt": [5, 2**40]}, "prompt"),
+        ({"max_tokens": 2**40}, "max_tokens"),
         ({"prompt": "a" * 65}, "prompt"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
         ({"n": 2}, "n"),

@@ -24,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from grok.v1 import generation_pb2 as pb
 from grok_worker.engine.requests import FinishReason, TokenEvent
 
+#: Largest value of the int32 fields of grok.v1.GenerateRequest (token ids, max_tokens, top_k).
+INT32_MAX = 2**31 - 1
 #: OpenAI's default for /v1/completions when max_tokens is absent.
 DEFAULT_COMPLETION_TOKENS = 16
 CHAT_ROLES = {"system": "System", "user": "User", "assistant": "Assistant"}
@@ -45,7 +47,7 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str | None = None
-    max_tokens: int | None = None
+    max_tokens: int | None = Field(default=None, ge=-INT32_MAX, le=INT32_MAX)
     temperature: float = 1.0
     top_p: float | None = None
     seed: int | None = None
@@ -58,7 +60,7 @@ class _Body(BaseModel):
     logit_bias: dict[str, float] | None = None
     user: str | None = None
     #: Extensions (as vLLM names them): top-k truncation and ignoring the end-of-sequence token.
-    top_k: int = 0
+    top_k: int = Field(default=0, ge=-INT32_MAX, le=INT32_MAX)
     ignore_eos: bool = False
 
     def stops(self) -> list[str]:
@@ -92,14 +94,21 @@ class CompletionBody(_Body):
     add_bos: bool = False
 
     def single_prompt(self) -> str | list[int]:
-        prompt = self.prompt
+        prompt: object = self.prompt
         if isinstance(prompt, list) and prompt and isinstance(prompt[0], (str, list)):
             if len(prompt) != 1:
                 raise BodyError(
                     f"prompt: {len(prompt)} prompts in one request; send one prompt per request", "prompt"
                 )
-            return prompt[0]
-        return prompt  # type: ignore[return-value]
+            prompt = prompt[0]
+        if isinstance(prompt, str):
+            return prompt
+        assert isinstance(prompt, list)
+        ids = [token for token in prompt if isinstance(token, int)]
+        for i, token in enumerate(ids):
+            if not 0 <= token <= INT32_MAX:
+                raise BodyError(f"prompt[{i}]={token} is not a token id", "prompt")
+        return ids
 
     def check_supported(self) -> None:
         super().check_supported()
@@ -138,7 +147,7 @@ class ChatMessage(BaseModel):
 
 class ChatBody(_Body):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = None
+    max_completion_tokens: int | None = Field(default=None, ge=-INT32_MAX, le=INT32_MAX)
     logprobs: bool = False
     top_logprobs: int | None = None
 
