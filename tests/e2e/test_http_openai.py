@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import openai
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from grok_worker.client import AsyncGrokClient
 from grok_worker.engine.mock import MockEngine
@@ -317,3 +319,66 @@ async def test_a_client_that_disconnects_mid_stream_frees_its_slot() -> None:
         assert engine.decode_steps < 50
     finally:
         await server.drain(1.0)
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=8,
+)
+_bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "prompt": st.text(max_size=80) | st.lists(st.integers(-5, 300), max_size=40) | _json_values,
+        "messages": st.lists(
+            st.fixed_dictionaries(
+                {"role": st.sampled_from(["user", "system", "tool"]), "content": _json_values}
+            )
+        ),
+        "max_tokens": st.integers(-3, 100) | _json_values,
+        "temperature": st.floats(-1, 3) | _json_values,
+        "top_p": st.floats(-0.5, 1.5) | _json_values,
+        "seed": st.integers(-1, 2**65) | _json_values,
+        "stop": st.text(max_size=5) | st.lists(st.text(max_size=5), max_size=6) | _json_values,
+        "stream": st.booleans(),
+        "logprobs": st.integers(-1, 2) | _json_values,
+        "n": st.integers(0, 3),
+        "model": st.sampled_from(["mock", "other"]),
+    },
+)
+
+
+def test_fuzzed_bodies_never_cause_a_server_error() -> None:
+    loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(
+        start_local_server(MockEngine(max_batch=4, max_seq_len=128, prefill_buckets=(16, 64)), TOK, http=True)
+    )
+    url = base_url(server)
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(body=_bodies, chat=st.booleans())
+    def check(body: dict[str, object], chat: bool) -> None:
+        path = "/v1/chat/completions" if chat else "/v1/completions"
+
+        async def post() -> tuple[int, bytes]:
+            async with aiohttp.ClientSession() as http, http.post(f"{url}{path}", json=body) as r:
+                return r.status, await r.read()
+
+        status, raw = loop.run_until_complete(post())
+        assert status in (200, 400, 404), raw
+        if status != 200:
+            assert set(json.loads(raw)["error"]) == {"message", "type", "param", "code"}
+
+    try:
+        check()
+        health = loop.run_until_complete(_get_json(f"{url}/health"))
+        assert health["status"] == "SERVING"
+    finally:
+        loop.run_until_complete(server.drain(1.0))
+        loop.close()
+
+
+async def _get_json(url: str) -> dict[str, object]:
+    async with aiohttp.ClientSession() as http, http.get(url) as r:
+        result: dict[str, object] = await r.json()
+        return result
