@@ -70,9 +70,9 @@ def test_follower_replays_a_chunked_prefill_with_decode_steps_between_its_chunks
     prefix, _ = group.leader.prefill(TOK.encode("abc"), SamplingParams())
     group.leader.insert(prefix, 0)
     chunked = group.leader.begin_prefill(TOK.encode("A" * 20), SamplingParams(temperature=1.0, seed=3))
-    firsts = []
-    while (first := group.leader.prefill_chunk(chunked)) is None:
-        firsts.append(group.leader.decode()[0].token)  # slot 0 keeps decoding between chunks
+    between = []
+    while group.leader.prefill_chunk(chunked) is None:
+        between.append(group.leader.decode()[0].token)  # slot 0 keeps decoding between chunks
     group.leader.insert(chunked, 1)
     last = group.leader.decode()
     group.broadcaster.close()
@@ -87,7 +87,7 @@ def test_follower_replays_a_chunked_prefill_with_decode_steps_between_its_chunks
     )
     np.testing.assert_array_equal(follower._last, leader._last)
     np.testing.assert_array_equal(follower._positions, leader._positions)
-    assert len(firsts) == 2  # 20 prompt tokens: 3 chunks of 8, decode steps between them
+    assert len(between) == 2  # 20 prompt tokens: 3 chunks of 8, decode steps between them
     assert last[1].token == leader._last[1]
 
 
