@@ -19,10 +19,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from grok.v1 import generation_pb2 as pb
 from grok_worker.client import AsyncGrokClient
 from grok_worker.engine.mock import MockEngine
 from grok_worker.engine.text import ByteTokenizer
-from grok_worker.server.app import WorkerServer
+from grok_worker.server.app import ServerOptions, WorkerServer
 from grok_worker.server.local import start_local_server
 from grok_worker.server.openai_schema import CHAT_TURN_STOP, ChatMessage, chat_prompt
 
@@ -382,3 +383,29 @@ async def _get_json(url: str) -> dict[str, object]:
     async with aiohttp.ClientSession() as http, http.get(url) as r:
         result: dict[str, object] = await r.json()
         return result
+
+
+async def test_the_default_bind_answers_on_ipv4_and_ipv6_loopback_on_one_port() -> None:
+    server = WorkerServer(pb.ModelInfo(preset="mock"), ServerOptions(bind_host="[::]", http_port=0))
+    await server.start()
+    try:
+        for host in ("127.0.0.1", "[::1]"):
+            health = await _get_json(f"http://{host}:{server.http_port}/health")
+            assert health["status"] == "LOADING"
+    finally:
+        await server.drain(0.1)
+
+
+async def test_an_http_port_in_use_is_a_clear_error() -> None:
+    first = WorkerServer(pb.ModelInfo(preset="mock"), ServerOptions(bind_host="127.0.0.1", http_port=0))
+    await first.start()
+    try:
+        second = WorkerServer(
+            pb.ModelInfo(preset="mock"), ServerOptions(bind_host="127.0.0.1", http_port=first.http_port)
+        )
+        with pytest.raises(
+            OSError, match=r"could not bind the HTTP port \d+ \(serving.http_port / --http-port\): .*in use"
+        ):
+            await second.start()
+    finally:
+        await first.drain(0.1)

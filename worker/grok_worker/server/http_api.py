@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -125,16 +126,12 @@ class HttpApi:
     # ---- lifecycle ----------------------------------------------------------------------------
     async def start(self, host: str, port: int) -> int:
         """Bind and serve; returns the port (port 0 picks a free one)."""
+        sock = _listen(host, port)
         runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, host.strip("[]") or None, port, reuse_port=False)
-        try:
-            await site.start()
-        except OSError:
-            await runner.cleanup()
-            raise
+        await web.SockSite(runner, sock).start()
         self._runner = runner
-        return int(runner.addresses[0][1])
+        return int(sock.getsockname()[1])
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -267,6 +264,18 @@ class HttpApi:
         tokens = [self._token_text(event.token)] if has_token and event.token is not None else []
         logprobs = [event.logprob] if tokens else []
         return reply.chunk(event.text, tokens, logprobs, offset, finish, first)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on gRPC's bind address: "[::]" is every interface, IPv4 and IPv6 on one
+    port (asyncio would bind two sockets, v6-only, with two different ports for port 0)."""
+    host = host.strip("[]")
+    if host in ("", "::", "0.0.0.0"):
+        if socket.has_dualstack_ipv6():
+            return socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True)
+        return socket.create_server(("0.0.0.0", port))
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family)
 
 
 def _sse(obj: dict[str, Any]) -> bytes:
