@@ -38,15 +38,13 @@ SLOTS = STREAMS + 2
 PROMPT_LEN = 24
 
 
-async def _long_prompts(target: str, prompt: list[int], stop: asyncio.Event) -> int:
-    """Send the long prompt (one token each) back to back until `stop`; returns how many finished."""
-    done = 0
+async def _long_prompts(target: str, prompt: list[int], finished: list[int]) -> None:
+    """Send the long prompt (one token each) back to back until cancelled; count those finished."""
     async with grpc.aio.insecure_channel(target) as channel:
         stub = pb_grpc.GenerationServiceStub(channel)  # type: ignore[no-untyped-call]
-        while not stop.is_set():
+        while True:
             await stub.Generate(grpc_load.request(prompt, 1), timeout=grpc_load.STREAM_DEADLINE_SECONDS)
-            done += 1
-    return done
+            finished.append(1)
 
 
 async def _streams(
@@ -54,19 +52,18 @@ async def _streams(
 ) -> tuple[list[float], int]:
     """Gaps between the streams' tokens (their first token excluded), with long prompts arriving
     throughout when `long` is given; and how many long prompts finished meanwhile."""
-    stop = asyncio.Event()
-    background = asyncio.create_task(_long_prompts(target, long, stop)) if long else None
+    finished: list[int] = []
+    background = asyncio.create_task(_long_prompts(target, long, finished)) if long else None
     if background is not None:
         await asyncio.sleep(0.2)  # the first long prompt is in its prefill when the streams start
     try:
         traces, _ = await grpc_load.concurrent(target, prompts, max_tokens)
     finally:
-        stop.set()
-    finished = 0
-    if background is not None:
-        with contextlib.suppress(grpc.aio.AioRpcError):
-            finished = await background
-    return [g for t in traces for g in t.gaps], finished
+        if background is not None:  # cancelling the call frees its slot on the worker at once
+            background.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await background
+    return [g for t in traces for g in t.gaps], len(finished)
 
 
 def _worker(
