@@ -33,6 +33,11 @@ BENCHMARKS: dict[str, Entry] = {
         "bench.prefill_chunks", False, "running streams' ITL p99 with max-length prompts ÷ p50 alone"
     ),
     "operator": Entry("bench.operator_apply", False, "6 apply -> children, 100 to Ready, idle writes"),
+    "collectives": Entry(
+        "bench.collectives",
+        False,
+        "8 bytes between devices per decode step ÷ activation bytes that must move",
+    ),
     "gpu": Entry("bench.gpu", False, "grok-1 layers on one GPU (run by bench/gpu.sh on an H200)"),
 }
 

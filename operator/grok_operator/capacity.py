@@ -1,42 +1,33 @@
 """Capacity planner (pure): does one replica group's share of the model fit in its GPUs' memory?
 
-Data flow: model dimensions (`grok_worker.model_config.ModelConfig`, the single source of weight
-and KV byte counts) + quantization + mesh + serving limits + GPU memory → `MemoryPlan` (bytes per
-device for weights, KV cache and headroom, and whether they fit). The reconciler refuses to create
-pods for a plan that does not fit and reports `summary()` in the InsufficientDeviceMemory condition.
+Data flow: model dimensions (`grok_worker.model_config.ModelConfig`) + quantization + mesh + serving
+limits + GPU memory → the worker's sharding plan (`grok_worker.shard_plan.device_plan`: which
+slice of every weight and of the KV cache each device holds, the same plan the worker's shardings
+are built from) → `MemoryPlan` (bytes per device for weights, KV cache and headroom, and whether
+they fit). The reconciler refuses to create pods for a plan that does not fit and reports
+`summary()` in the InsufficientDeviceMemory condition.
 
-How the mesh splits the bytes (it mirrors the worker's sharding rules):
-- weights are split across the expert and model axes and replicated across the data axis;
-- the KV cache is split across the data axis (batch slots) and across the model axis up to the
-  number of KV heads (beyond that, KV heads are replicated);
-- headroom reserves a fixed amount for the runtime and compiled programs plus a fraction of the
-  device for activations and allocator fragmentation.
+There is no byte arithmetic here: the largest per-device weight and KV-cache bytes over the mesh
+come from the plan's index boxes (experts split over "expert", heads/FFN/vocabulary over "model",
+KV heads over the part of "model" that divides them, batch slots over "data"). Headroom reserves a
+fixed amount for the runtime and compiled programs plus a fraction of the device for activations and
+allocator fragmentation (`grok-worker plan` shows XLA's own temporaries for a topology).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 from grok_operator.quantity import human_bytes
 from grok_worker.contract import MeshSpec
+from grok_worker.model_config import ModelConfig
+from grok_worker.shard_plan import device_plan
 
 #: Fixed reserve per device: CUDA context, NCCL buffers, compiled XLA programs.
 HEADROOM_FIXED_BYTES = 2 * 2**30
 #: Reserve proportional to device memory: activations, XLA temporaries, fragmentation.
 HEADROOM_FRACTION = 0.08
-
-
-class ModelSizes(Protocol):
-    """What the planner needs from a model description (`ModelConfig` satisfies it)."""
-
-    @property
-    def n_kv_heads(self) -> int: ...
-
-    @property
-    def kv_bytes_per_token(self) -> int: ...
-
-    def param_bytes(self, quantization: Literal["int8", "bf16"] = "int8") -> int: ...
 
 
 @dataclass(frozen=True)
@@ -76,12 +67,8 @@ class MemoryPlan:
         )
 
 
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 def plan_memory(
-    model: ModelSizes,
+    model: ModelConfig,
     *,
     quantization: Literal["int8", "bf16"],
     mesh: MeshSpec,
@@ -90,16 +77,12 @@ def plan_memory(
     device_memory_bytes: int,
 ) -> MemoryPlan:
     """Per-device memory of one replica group under `mesh` (whose size is the group's device count)."""
-    weight_shards = mesh.expert * mesh.model
-    weights = _ceil_div(model.param_bytes(quantization), weight_shards)
-    kv_total = max_batch * max_seq_len * model.kv_bytes_per_token
-    kv_shards = mesh.data * min(mesh.model, model.n_kv_heads)
-    kv = _ceil_div(kv_total, kv_shards)
+    plan = device_plan(model, quantization, mesh, batch=max_batch, max_len=max_seq_len)
     headroom = HEADROOM_FIXED_BYTES + int(device_memory_bytes * HEADROOM_FRACTION)
     return MemoryPlan(
         devices=mesh.size,
         device_memory_bytes=device_memory_bytes,
-        weights_bytes=weights,
-        kv_cache_bytes=kv,
+        weights_bytes=plan.weights_bytes,
+        kv_cache_bytes=plan.kv_cache_bytes,
         headroom_bytes=headroom,
     )

@@ -77,7 +77,7 @@ def validate(raw_spec: Mapping[str, Any], *, name: str = "") -> ValidSpec | list
         return problems
 
     model = _model_config(spec, problems)
-    mesh = _mesh(spec)
+    mesh = _mesh(spec, model)
     try:
         memory = parse_bytes(spec.topology.gpu_memory, field="spec.topology.gpuMemory")
     except ValueError as err:
@@ -118,10 +118,16 @@ def _model_config(spec: GrokDeploymentSpec, problems: list[SpecProblem]) -> Mode
     return PRESETS[model.preset]
 
 
-def _mesh(spec: GrokDeploymentSpec) -> MeshSpec:
+def _mesh(spec: GrokDeploymentSpec, model: ModelConfig | None) -> MeshSpec:
+    """The spec's mesh, or the default: the model axis inside a host (its GPUs), experts across hosts
+    (only activations cross hosts, see docs/model.md); all devices on "model" when the hosts do not
+    divide the experts."""
     topo = spec.topology
     if topo.mesh is None:
-        return MeshSpec(model=topo.hosts_per_replica * topo.gpus_per_host)
+        hosts = topo.hosts_per_replica
+        if hosts > 1 and model is not None and model.n_experts % hosts == 0:
+            return MeshSpec(expert=hosts, model=topo.gpus_per_host)
+        return MeshSpec(model=hosts * topo.gpus_per_host)
     return MeshSpec(data=topo.mesh.data, expert=topo.mesh.expert, model=topo.mesh.model)
 
 

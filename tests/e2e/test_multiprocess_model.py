@@ -35,7 +35,7 @@ def logits_on(checkpoint: Path, mesh_env: str | None) -> np.ndarray:
     from grok_worker.model.sharding import make_mesh, replicated, shard_cache
 
     cfg = PRESETS["tiny"]
-    mesh = make_mesh(MeshSpec.from_env(mesh_env)) if mesh_env else None
+    mesh = make_mesh(MeshSpec.from_env(mesh_env), cfg=cfg) if mesh_env else None
     params = load_checkpoint(checkpoint, cfg, mesh=mesh)
     cache = shard_cache(init_cache(cfg, 2, 8), cfg, mesh)
     pos = np.broadcast_to(np.arange(8, dtype=np.int32), (2, 8))

@@ -301,3 +301,14 @@ def test_repeat_counts_scale_and_never_drop_below_one() -> None:
     assert Options(size="smoke").repeats(15, smoke=2) == 2
     assert Options(repeat_scale=0.5).repeats(15) == 8
     assert Options(repeat_scale=0.01).repeats(15) == 1
+
+
+@pytest.mark.slow
+def test_collectives_benchmark_runs_at_smoke_size(tmp_path: Path) -> None:
+    figures = run_bench(["collectives"], tmp_path)
+    names = by_bench(figures)["collectives"]
+    assert names[:2] == [
+        "bytes_sent_per_decode_step_tiny_model4_b2",
+        "int8_bytes_in_collectives_tiny_model4_b2",
+    ]
+    assert all(f["value"] == 0 for f in figures if str(f["figure"]).startswith("int8_"))

@@ -20,13 +20,14 @@ from jax.sharding import PartitionSpec
 from grok_worker.contract import MeshSpec
 from grok_worker.model import PRESETS, forward_jit, init_cache, init_params
 from grok_worker.model.sharding import make_mesh, partition_spec, replicated, shard_cache, shard_params
+from grok_worker.shard_plan import layout
 
 CFG = PRESETS["tiny"]
 TOKENS = np.array([[1, 17, 99, 250, 3, 0, 0, 0], [1, 400, 12, 7, 7, 7, 81, 5]], np.int32)
 
 
 def tiny_logits(mesh_env: str | None) -> np.ndarray:
-    mesh = make_mesh(MeshSpec.from_env(mesh_env)) if mesh_env else None
+    mesh = make_mesh(MeshSpec.from_env(mesh_env), cfg=CFG) if mesh_env else None
     params = shard_params(init_params(CFG, jax.random.key(0)), CFG, "int8", mesh)
     cache = shard_cache(init_cache(CFG, 2, 8), CFG, mesh)
     pos = jnp.broadcast_to(jnp.arange(8), (2, 8))
@@ -36,8 +37,8 @@ def tiny_logits(mesh_env: str | None) -> np.ndarray:
 
 
 def test_rule_table_shards_only_dimensions_the_mesh_divides() -> None:
-    mesh = make_mesh(MeshSpec(), jax.devices()[:1])
-    assert partition_spec(("expert", "embed", "ffn"), (8, 64, 344), mesh) == PartitionSpec(None, None, None)
+    lay = layout(CFG, MeshSpec())
+    assert partition_spec(lay, ("expert", "embed", "ffn"), (8, 64, 344)) == PartitionSpec(None, None, None)
     with pytest.raises(ValueError, match="needs 4 devices"):
         make_mesh(MeshSpec(model=4), jax.devices()[:1])
 
@@ -61,9 +62,10 @@ if __name__ == "__main__":  # subprocess entry: logits of each mesh given, into 
     assert jax.device_count() == 4
     results = {}
     for mesh_env in sys.argv[2:]:
-        mesh = make_mesh(MeshSpec.from_env(mesh_env))
+        mesh = make_mesh(MeshSpec.from_env(mesh_env), cfg=CFG)
         # The rule table must actually shard the expert weights on these meshes.
-        assert partition_spec(("expert", "embed", "ffn"), (8, 64, CFG.ffn_size), mesh) != PartitionSpec(
+        lay = layout(CFG, MeshSpec.from_env(mesh_env))
+        assert partition_spec(lay, ("expert", "embed", "ffn"), (8, 64, CFG.ffn_size)) != PartitionSpec(
             None, None, None
         )
         results[mesh_env] = tiny_logits(mesh_env)
@@ -82,7 +84,7 @@ def test_a_single_process_group_skips_jax_distributed_and_a_group_needs_a_coordi
 def test_cache_and_param_shardings_follow_the_rule_table_on_a_one_device_mesh() -> None:
     from grok_worker.model.sharding import cache_shardings, param_shardings
 
-    mesh = make_mesh(MeshSpec(), jax.devices()[:1])
+    mesh = make_mesh(MeshSpec(), jax.devices()[:1], cfg=CFG)
     ps = param_shardings(CFG, "int8", mesh)
     assert jax.tree.structure(ps) == jax.tree.structure(init_params(CFG, jax.random.key(0)))
     cs = cache_shardings(CFG, mesh, 2, 8)
@@ -90,16 +92,15 @@ def test_cache_and_param_shardings_follow_the_rule_table_on_a_one_device_mesh() 
 
 
 def test_rule_table_on_larger_meshes_shards_heads_whole_and_experts_over_expert() -> None:
-    from jax.sharding import AbstractMesh
-
-    axes = ("data", "expert", "model")
-    tp4 = AbstractMesh((1, 1, 4), axes)
-    ep2tp2 = AbstractMesh((2, 2, 2), axes)
-    # tiny: 4 query heads, 2 kv heads of 16 -> Wq splits over model=4, Wk (2 heads) cannot.
-    assert partition_spec(("embed", "q_heads"), (64, 64), tp4, {"q_heads": 4}) == PartitionSpec(None, "model")
-    assert partition_spec(("embed", "kv_heads"), (64, 32), tp4, {"kv_heads": 2}) == PartitionSpec(None, None)
-    assert partition_spec(("expert", "embed", "ffn"), (8, 64, 344), ep2tp2) == PartitionSpec(
-        "expert", None, "model"
+    # tiny: 4 query heads, 2 kv heads of 16 -> model=4 splits as model_kv=2 x model_q=2: each device
+    # one query head and the one KV head it uses.
+    tp4 = layout(CFG, MeshSpec(model=4))
+    assert (tp4.model_kv, tp4.model_q) == (2, 2)
+    assert partition_spec(tp4, ("embed", "q_heads"), (64, 64)) == PartitionSpec(None, ("model_kv", "model_q"))
+    assert partition_spec(tp4, ("embed", "kv_heads"), (64, 32)) == PartitionSpec(None, "model_kv")
+    ep2tp2 = layout(CFG, MeshSpec(data=2, expert=2, model=2))
+    assert partition_spec(ep2tp2, ("expert", "embed", "ffn"), (8, 64, 344)) == PartitionSpec(
+        "expert", None, ("model_kv", "model_q")
     )
-    kv = partition_spec(("layers", "batch", "seq", "kv_heads", "head_dim"), (3, 4, 8, 2, 16), ep2tp2)
-    assert kv == PartitionSpec(None, "data", None, "model", None)
+    kv = partition_spec(ep2tp2, ("layers", "batch", "seq", "kv_heads", "head_dim"), (3, 4, 8, 2, 16))
+    assert kv == PartitionSpec(None, "data", None, "model_kv", None)

@@ -133,10 +133,10 @@ def test_a_long_name_is_refused_because_pod_names_derive_from_it() -> None:
     assert result[0].field == "metadata.name"
 
 
-def test_a_valid_spec_defaults_the_mesh_to_the_model_axis() -> None:
+def test_a_valid_spec_defaults_the_mesh_to_model_inside_a_host_and_experts_across_hosts() -> None:
     result = validate(spec(topology={"hostsPerReplica": 2, "gpusPerHost": 8}), name="ok")
     assert isinstance(result, ValidSpec)
-    assert result.mesh == MeshSpec(model=16)
+    assert result.mesh == MeshSpec(expert=2, model=8)
     assert result.devices_per_replica == 16
     assert result.device_memory_bytes == 80 * 2**30
     assert result.max_seq_len == 8192

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -13,9 +14,14 @@ from grok_operator.render import Owner, render_children, statefulset, template_h
 from grok_operator.render.common import render_hash
 from grok_operator.render.config import CHECKPOINT_MOUNT_DIR, config_map
 from grok_operator.render.services import client_service, endpoint, headless_service
-from grok_operator.render.statefulset import startup_failure_threshold
+from grok_operator.render.statefulset import (
+    STARTUP_BASE_SECONDS,
+    STARTUP_PERIOD_SECONDS,
+    STARTUP_READ_BYTES_PER_SECOND,
+    startup_failure_threshold,
+)
 from grok_operator.validation import ValidSpec, validate
-from grok_worker.contract import CONFIG_FILE_NAME, CONFIG_MOUNT_DIR, Env, WorkerConfig
+from grok_worker.contract import CONFIG_FILE_NAME, CONFIG_MOUNT_DIR, Env, MeshSpec, WorkerConfig
 
 OWNER = Owner(name="chat", namespace="serving", uid="uid-123")
 
@@ -86,9 +92,14 @@ CASES: list[tuple[str, Callable[[], object], object]] = [
     ),
     ("each process owns its host's GPUs", lambda: env(valid())[Env.LOCAL_DEVICE_COUNT], "8"),
     (
-        "the default mesh puts every device on the model axis",
+        "the default mesh keeps the model axis inside a host and puts the experts across hosts",
         lambda: env(valid())[Env.MESH],
-        "data=1,expert=1,model=16",
+        "data=1,expert=2,model=8",
+    ),
+    (
+        "the default mesh of one host puts every device on the model axis",
+        lambda: env(valid(topology={"hostsPerReplica": 1, "gpusPerHost": 8}))[Env.MESH],
+        "data=1,expert=1,model=8",
     ),
     (
         "an explicit mesh is passed through",
@@ -273,7 +284,7 @@ def test_the_configmap_holds_the_worker_config_and_its_hash_is_on_the_pod_templa
     v = valid()
     cm = config_map(OWNER, v)
     config = WorkerConfig.model_validate_json(cm["data"][CONFIG_FILE_NAME])
-    assert config.mesh.model == 16
+    assert (config.mesh.expert, config.mesh.model) == (2, 8)
     assert config.model.quantization == "int8"
     other = valid(serving={"maxBatch": 16})
     annotation = c.ANNOTATION_CONFIG_HASH
@@ -319,8 +330,10 @@ def test_the_startup_budget_grows_with_the_checkpoint_size() -> None:
     )
     assert startup_failure_threshold(tiny) == 31  # the 300 s base budget plus a few MB of weights
     assert startup_failure_threshold(grok_one_host) > startup_failure_threshold(grok_two_hosts) > 30
-    assert startup_failure_threshold(grok_bf16) > startup_failure_threshold(grok_one_host)
-    # 316.6 GB at 256 MiB/s is about 1180 s on one host, plus the base: about 148 periods of 10 s.
+    # A bf16 worker reads the same int8 slices of the release files (it dequantizes after reading).
+    assert startup_failure_threshold(grok_bf16) == startup_failure_threshold(grok_one_host)
+    # The release's files (int8 experts and attention, float32 embedding) hold ~318 GB: ~1190 s at
+    # 256 MiB/s on one host, plus the base: about 150 periods of 10 s.
     assert 140 <= startup_failure_threshold(grok_one_host) <= 160
 
 
@@ -339,3 +352,16 @@ def test_the_http_api_port_is_on_the_container_the_client_service_and_in_the_wor
     assert "http" not in {p["name"] for p in container(off)["ports"]}
     assert "http" not in {p["name"] for p in client_service(OWNER, off)["spec"]["ports"]}
     assert worker_config(off).serving.http_port == 0
+
+
+def test_the_startup_budget_is_the_plans_bytes_for_the_busiest_host() -> None:
+    from grok_worker.shard_plan import host_read_bytes
+
+    two_hosts = valid(topology={"hostsPerReplica": 2, "gpusPerHost": 8})
+    assert two_hosts.mesh == MeshSpec(expert=2, model=8)  # default: model inside a host, experts across
+    per_host = [host_read_bytes(two_hosts.model, two_hosts.mesh, 2, h) for h in range(2)]
+    expected = STARTUP_BASE_SECONDS + max(per_host) / STARTUP_READ_BYTES_PER_SECOND
+    assert startup_failure_threshold(two_hosts) == math.ceil(expected / STARTUP_PERIOD_SECONDS)
+    # Each host reads its 4 experts and the replicated rest: a bit over half of the one-host read.
+    whole = host_read_bytes(two_hosts.model, two_hosts.mesh, 1, 0)
+    assert 0.5 < per_host[0] / whole < 0.6

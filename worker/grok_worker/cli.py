@@ -3,6 +3,7 @@
 Subcommands dispatch to the module that owns them, imported lazily so `--help` stays fast:
 - `serve`: run the gRPC generation server (what a worker pod runs), `grok_worker.server.main`.
 - `make-checkpoint`: write a random-weight release-format checkpoint, `grok_worker.checkpoint.make`.
+- `plan`: check a topology ahead of time with the compiler, `grok_worker.plan_cli`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "make-checkpoint": (
         "grok_worker.checkpoint.make",
         "write a random-weight checkpoint in the Grok-1 release format",
+    ),
+    "plan": (
+        "grok_worker.plan_cli",
+        "compile prefill and decode for a topology on fake devices: memory per device, collectives, fits?",
     ),
 }
 

@@ -176,7 +176,7 @@ class TopologySpec(ApiModel):
     gpu_memory: str = Field(default="80Gi", pattern=QUANTITY_PATTERN)
     """Memory of one GPU (e.g. 80Gi, 24Gi); the capacity planner checks weights + KV cache + headroom against it."""
     mesh: MeshAxes | None = None
-    """Device-mesh axes. Default: every device of the group on the model (tensor-parallel) axis."""
+    """Device-mesh axes. Default: model = gpusPerHost (tensor parallelism inside a host) and expert = hostsPerReplica (experts across hosts); every device on model when the hosts do not divide the experts."""
 
 
 class HttpSpec(ApiModel):

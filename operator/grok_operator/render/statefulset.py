@@ -31,6 +31,7 @@ from grok_operator.render.common import (
 from grok_operator.render.config import CHECKPOINT_MOUNT_DIR, config_hash
 from grok_operator.validation import ValidSpec
 from grok_worker.contract import CONFIG_FILE_NAME, CONFIG_MOUNT_DIR, DEFAULT_COORDINATOR_PORT, Env
+from grok_worker.shard_plan import max_host_read_bytes
 
 #: Startup probe period; the failure threshold is derived from the checkpoint size.
 STARTUP_PERIOD_SECONDS = 10
@@ -41,11 +42,9 @@ STARTUP_READ_BYTES_PER_SECOND = 256 * 2**20
 
 
 def startup_failure_threshold(valid: ValidSpec) -> int:
-    """Startup probe failures allowed: the base budget plus the time to read this host's weights."""
-    shards = valid.mesh.expert * valid.mesh.model
-    per_host = (
-        valid.model.param_bytes(valid.spec.model.quantization) * valid.spec.topology.gpus_per_host // shards
-    )
+    """Startup probe failures allowed: the base budget plus the time to read the checkpoint bytes the
+    busiest host of the group reads (the sharding plan's per-host read bytes, which the loader reads)."""
+    per_host = max_host_read_bytes(valid.model, valid.mesh, valid.spec.topology.hosts_per_replica)
     budget = STARTUP_BASE_SECONDS + per_host / STARTUP_READ_BYTES_PER_SECOND
     return math.ceil(budget / STARTUP_PERIOD_SECONDS)
 

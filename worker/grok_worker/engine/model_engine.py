@@ -340,7 +340,7 @@ def model_factory(config: ResolvedConfig, random_weights: bool = False) -> tuple
 
     def factory(progress: ProgressFn) -> tuple[ModelEngine, Tokenizer | None]:
         mesh_spec = config.mesh
-        mesh = make_mesh(mesh_spec) if (mesh_spec.size > 1 or jax.process_count() > 1) else None
+        mesh = make_mesh(mesh_spec, cfg=cfg) if (mesh_spec.size > 1 or jax.process_count() > 1) else None
         if random_weights:
             from grok_worker.model import init_params
             from grok_worker.model.sharding import shard_params

@@ -7,7 +7,9 @@ Public API (see docs/model.md):
 - `init_cache`, `KVCache`, `insert`;
 - `forward`, `prefill`, `decode_step` and their jitted forms (`*_jit`, cfg static; decode donates
   the cache).
-Sharding lives in `grok_worker.model.sharding`.
+Sharding: `grok_worker.shard_plan` (the plan, no JAX) -> `grok_worker.model.sharding` (meshes and
+NamedShardings) -> `grok_worker.model.parallel` (the per-device forward's collectives);
+`grok_worker.model.aot` compiles the steps ahead of time on abstract weights (`grok-worker plan`).
 """
 
 from grok_worker.model.cache import KVCache, init_cache, insert

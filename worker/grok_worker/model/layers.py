@@ -56,18 +56,23 @@ def dequantize(w: QuantizedWeight) -> Array:
 
 
 def linear(x: Array, w: Weight) -> Array:
-    """x[..., In] @ w[In, Out] -> [..., Out] in bf16, accumulating in float32.
+    """x[..., In] @ w[In, Out] -> [..., Out] in bf16, accumulating in float32 (see `linear_f32`)."""
+    return linear_f32(x, w).astype(jnp.bfloat16)
+
+
+def linear_f32(x: Array, w: Weight) -> Array:
+    """x[..., In] @ w[In, Out] -> [..., Out] float32 (a partial sum when In is sharded).
 
     An int8 weight is never expanded in memory: x is split into the G input groups, each group is
     multiplied by its int8 rows (widened inside the dot, exactly, since |q| <= 127), and the
     per-group partial sums are scaled and added: x @ (q * s) = sum_g (x_g @ q_g) * s_g.
     """
     if not isinstance(w, QuantizedWeight):
-        return matmul("...i,io->...o", x, w).astype(jnp.bfloat16)
+        return matmul("...i,io->...o", x, w)
     k = w.weight.shape[0]
     g = w.scales.shape[0]
     if g == 1:
-        return (matmul("...i,io->...o", x, w.weight) * w.scales[0].astype(jnp.float32)).astype(jnp.bfloat16)
+        return matmul("...i,io->...o", x, w.weight) * w.scales[0].astype(jnp.float32)
     # One plain dot per scale group (a batched dot over G was measured several times slower).
     rows = k // g
     out = None
@@ -76,7 +81,7 @@ def linear(x: Array, w: Weight) -> Array:
         part = part * w.scales[i].astype(jnp.float32)  # [..., N]
         out = part if out is None else out + part
     assert out is not None
-    return out.astype(jnp.bfloat16)
+    return out
 
 
 def rms_norm(x: Array, scale: Array, eps: float) -> Array:

@@ -1,14 +1,13 @@
-"""Sharding: logical axis names for weights and the KV cache, and ONE rule table onto the mesh.
+"""Sharding: the plan's rule table (`grok_worker.shard_plan`) turned into JAX meshes and shardings.
 
 The model's math never mentions devices. Each tensor names its dimensions with logical axes
-(`PARAM_AXES`, `CACHE_AXES`); `RULES` maps a logical axis to a mesh axis ("data", "expert",
-"model" — contract.MeshSpec). A dimension is sharded only when its mesh axis has more than one
-device and divides the dimension (for head axes: the head count, so heads are never split);
-otherwise it is replicated. With no mesh every function here is a no-op (None shardings).
+(`shard_plan.PARAM_AXES`, `CACHE_AXES`); `shard_plan.layout()` resolves the rule table for a model
+on a mesh (which mesh axes split each logical axis), and this module only builds `Mesh` and
+`NamedSharding`s from that layout, so the worker, the operator and `grok-worker plan` agree on every
+slice. With no mesh every function here is a no-op (None shardings).
 
-Defaults: tensor parallelism over "model" (query/kv heads, expert FFN width, vocabulary),
-expert parallelism over "expert" (the experts axis of the expert weights), batch over "data".
-jit propagates these through the forward pass (GSPMD); collectives are inserted by XLA.
+The forward pass runs per device under `shard_map` (`grok_worker.model.parallel`) with the same
+layout, so every collective is explicit: only activations cross devices, never weights.
 """
 
 from __future__ import annotations
@@ -24,103 +23,60 @@ from grok_worker.model.cache import KVCache
 from grok_worker.model.layers import QuantizedWeight
 from grok_worker.model.params import Params
 from grok_worker.model_config import ModelConfig, Quantization, TensorSpec
+from grok_worker.shard_plan import CACHE_AXES, MESH_AXES, PARAM_AXES, Layout, cache_shapes, layout, scale_axes
 
-MESH_AXES = ("data", "expert", "model")
-
-#: The rule table: logical axis -> mesh axis (None: always replicated).
-RULES: dict[str, str | None] = {
-    "batch": "data",
-    "vocab": "model",
-    "embed": None,
-    "q_heads": "model",
-    "kv_heads": "model",
-    "ffn": "model",
-    "expert": "expert",
-    "layers": None,
-    "seq": None,
-    "head_dim": None,
-    "scale_groups": None,
-    "norm": None,
-    "route": None,
-}
-
-#: Logical axes of each params entry (weights; the scales of an int8 weight use the same axes with
-#: the input axis replaced by "scale_groups").
-PARAM_AXES: dict[str, tuple[str, ...]] = {
-    "embed": ("vocab", "embed"),
-    "final_norm": ("norm",),
-    "attn_norm": ("norm",),
-    "attn_out_norm": ("norm",),
-    "moe_norm": ("norm",),
-    "moe_out_norm": ("norm",),
-    "router": ("embed", "route"),
-    "wq": ("embed", "q_heads"),
-    "wk": ("embed", "kv_heads"),
-    "wv": ("embed", "kv_heads"),
-    "wo": ("q_heads", "embed"),
-    "w_gate": ("expert", "embed", "ffn"),
-    "w_value": ("expert", "embed", "ffn"),
-    "w_down": ("expert", "ffn", "embed"),
-}
-
-#: KV cache: k/v [layers, batch, max_len, kv_heads, head_dim], valid [batch, max_len], lengths [batch].
-CACHE_AXES: dict[str, tuple[str, ...]] = {
-    "k": ("layers", "batch", "seq", "kv_heads", "head_dim"),
-    "v": ("layers", "batch", "seq", "kv_heads", "head_dim"),
-    "valid": ("batch", "seq"),
-    "lengths": ("batch",),
-}
+__all__ = [
+    "MESH_AXES",
+    "cache_shardings",
+    "forward_specs",
+    "layout_of_mesh",
+    "make_mesh",
+    "param_shardings",
+    "partition_spec",
+    "replicated",
+    "shard_cache",
+    "shard_params",
+    "spec_shardings",
+]
 
 
-def make_mesh(spec: MeshSpec, devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A ("data", "expert", "model") mesh over `devices` (default: all devices of all processes)."""
+def make_mesh(
+    spec: MeshSpec, devices: Sequence[jax.Device] | None = None, cfg: ModelConfig | None = None
+) -> Mesh:
+    """The ("data", "expert", "model_kv", "model_q") mesh over `devices` (default: all devices of all
+    processes). `cfg` decides how "model" splits into model_kv × model_q (without it: model_kv = model)."""
     devs = list(jax.devices() if devices is None else devices)
     if len(devs) != spec.size:
         raise ValueError(
             f"mesh {spec.to_env()} needs {spec.size} devices but {len(devs)} are available; set the mesh "
             f"(GROK_MESH / config mesh) so data·expert·model = {len(devs)}"
         )
-    grid = np.array(devs, dtype=object).reshape(spec.data, spec.expert, spec.model)
-    return Mesh(grid, MESH_AXES)
+    shape = layout(cfg, spec).mesh_shape if cfg is not None else (spec.data, spec.expert, spec.model, 1)
+    return Mesh(np.array(devs, dtype=object).reshape(shape), MESH_AXES)
 
 
-def _head_units(cfg: ModelConfig) -> dict[str, int]:
-    """The unit a logical axis may be split into: heads are split whole, never across a head."""
-    return {"q_heads": cfg.n_q_heads, "kv_heads": cfg.n_kv_heads}
+def layout_of_mesh(cfg: ModelConfig, mesh: Mesh | AbstractMesh) -> Layout:
+    """The plan's layout for a mesh built by `make_mesh` (its model_kv/model_q split is honoured)."""
+    sizes = dict(mesh.shape)
+    spec = MeshSpec(data=sizes["data"], expert=sizes["expert"], model=sizes["model_kv"] * sizes["model_q"])
+    lay = layout(cfg, spec)
+    if (lay.model_kv, lay.model_q) != (sizes["model_kv"], sizes["model_q"]):
+        # A mesh made without cfg: keep its split and shard KV heads only where it allows.
+        splits = tuple((k, v) for k, v in lay.splits if k not in ("q_heads", "kv_heads"))
+        lay = Layout(spec.data, spec.expert, sizes["model_kv"], sizes["model_q"], splits)
+    return lay
 
 
-def partition_spec(
-    axes: tuple[str, ...],
-    shape: tuple[int, ...],
-    mesh: Mesh | AbstractMesh,
-    units: dict[str, int] | None = None,
-) -> PartitionSpec:
-    """Apply the rule table to one tensor: shard a dim when its mesh axis divides it, else replicate."""
-    units = units or {}
-    out: list[str | None] = []
-    used: set[str] = set()
-    for name, size in zip(axes, shape, strict=True):
-        mesh_axis = RULES.get(name)
-        n = mesh.shape.get(mesh_axis, 1)
-        count = units.get(name, size)
-        if mesh_axis is None or n == 1 or mesh_axis in used or count % n or size % n:
-            out.append(None)
-        else:
-            out.append(mesh_axis)
-            used.add(mesh_axis)
-    return PartitionSpec(*out)  # type: ignore[no-untyped-call]
+def partition_spec(lay: Layout, axes: tuple[str, ...], shape: tuple[int, ...]) -> PartitionSpec:
+    """The layout applied to one tensor: each dimension over its mesh axes, or replicated."""
+    dims = [split[0] if len(split) == 1 else (split or None) for split in lay.dim_axes(axes, shape)]
+    return PartitionSpec(*dims)  # type: ignore[no-untyped-call]
 
 
-def _named(mesh: Mesh, axes: tuple[str, ...], shape: tuple[int, ...], cfg: ModelConfig) -> NamedSharding:
-    return NamedSharding(mesh, partition_spec(axes, shape, mesh, _head_units(cfg)))
-
-
-def _spec_shardings_one(spec: TensorSpec, cfg: ModelConfig, mesh: Mesh) -> list[NamedSharding]:
-    axes = PARAM_AXES[spec.key]
-    out = [_named(mesh, axes, spec.shape, cfg)]
+def _spec_shardings_one(spec: TensorSpec, lay: Layout, mesh: Mesh) -> list[NamedSharding]:
+    out = [NamedSharding(mesh, partition_spec(lay, PARAM_AXES[spec.key], spec.shape))]
     if spec.quantized:
-        scale_axes = (*axes[:-2], "scale_groups", axes[-1])
-        out.append(_named(mesh, scale_axes, spec.scales_shape, cfg))
+        out.append(NamedSharding(mesh, partition_spec(lay, scale_axes(spec), spec.scales_shape)))
     return out
 
 
@@ -128,9 +84,12 @@ def spec_shardings(
     cfg: ModelConfig, quantization: Quantization, mesh: Mesh | None
 ) -> dict[int, list[NamedSharding | None]]:
     """Release leaf index -> [weight sharding] or [weight, scales] shardings (None without a mesh)."""
+    lay = layout_of_mesh(cfg, mesh) if mesh is not None else None
     result: dict[int, list[NamedSharding | None]] = {}
     for s in cfg.tensor_specs(quantization):
-        result[s.index] = [None, None] if mesh is None else list(_spec_shardings_one(s, cfg, mesh))
+        result[s.index] = (
+            [None, None] if mesh is None or lay is None else list(_spec_shardings_one(s, lay, mesh))
+        )
     return result
 
 
@@ -138,15 +97,16 @@ def param_shardings(cfg: ModelConfig, quantization: Quantization, mesh: Mesh) ->
     """A Params-shaped pytree of NamedShardings (for jit in/out shardings or device_put)."""
     from grok_worker.model.params import params_from_leaves
 
+    lay = layout_of_mesh(cfg, mesh)
     leaves = {}
     for s in cfg.tensor_specs(quantization):
-        sh = _spec_shardings_one(s, cfg, mesh)
+        sh = _spec_shardings_one(s, lay, mesh)
         leaves[s.index] = QuantizedWeight(sh[0], sh[1]) if s.quantized else sh[0]  # type: ignore[arg-type]
     return params_from_leaves(cfg, leaves, quantization)  # type: ignore[arg-type]
 
 
 def shard_params(params: Params, cfg: ModelConfig, quantization: Quantization, mesh: Mesh | None) -> Params:
-    """Place params on the mesh by the rule table (no-op without a mesh)."""
+    """Place params on the mesh by the plan (no-op without a mesh)."""
     if mesh is None:
         return params
     result: Params = jax.device_put(params, param_shardings(cfg, quantization, mesh))
@@ -155,17 +115,49 @@ def shard_params(params: Params, cfg: ModelConfig, quantization: Quantization, m
 
 def cache_shardings(cfg: ModelConfig, mesh: Mesh, batch: int, max_len: int) -> KVCache:
     """A KVCache-shaped pytree of NamedShardings for a cache of this batch and length."""
-    kv_shape = (cfg.n_layers, batch, max_len, cfg.n_kv_heads, cfg.head_dim)
-    shapes = {"k": kv_shape, "v": kv_shape, "valid": (batch, max_len), "lengths": (batch,)}
-    return KVCache(**{name: _named(mesh, CACHE_AXES[name], shapes[name], cfg) for name in KVCache._fields})  # type: ignore[arg-type]
+    lay = layout_of_mesh(cfg, mesh)
+    shapes = cache_shapes(cfg, batch, max_len)
+    return KVCache(
+        **{n: NamedSharding(mesh, partition_spec(lay, CACHE_AXES[n], shapes[n])) for n in KVCache._fields}  # type: ignore[arg-type]
+    )
 
 
 def shard_cache(cache: KVCache, cfg: ModelConfig, mesh: Mesh | None) -> KVCache:
-    """Place a cache on the mesh by the rule table (no-op without a mesh)."""
+    """Place a cache on the mesh by the plan (no-op without a mesh)."""
     if mesh is None:
         return cache
     result: KVCache = jax.device_put(cache, cache_shardings(cfg, mesh, cache.batch, cache.max_len))
     return result
+
+
+def param_specs(cfg: ModelConfig, quantization: Quantization, lay: Layout) -> Params:
+    """A Params-shaped pytree of PartitionSpecs (shard_map's in_specs for the weights)."""
+    from grok_worker.model.params import params_from_leaves
+
+    leaves: dict[int, object] = {}
+    for s in cfg.tensor_specs(quantization):
+        w = partition_spec(lay, PARAM_AXES[s.key], s.shape)
+        scales = partition_spec(lay, scale_axes(s), s.scales_shape) if s.quantized else None
+        leaves[s.index] = w if scales is None else QuantizedWeight(w, scales)  # type: ignore[arg-type]
+    return params_from_leaves(cfg, leaves, quantization)  # type: ignore[arg-type]
+
+
+def cache_specs(cfg: ModelConfig, lay: Layout, batch: int, max_len: int) -> KVCache:
+    shapes = cache_shapes(cfg, batch, max_len)
+    return KVCache(**{n: partition_spec(lay, CACHE_AXES[n], shapes[n]) for n in KVCache._fields})  # type: ignore[arg-type]
+
+
+def forward_specs(
+    cfg: ModelConfig, lay: Layout, params: Params, batch: int, max_len: int, with_routes: bool
+) -> tuple[tuple[object, ...], tuple[object, ...]]:
+    """shard_map in/out specs of `transformer.forward`'s per-device body (same slices as the plan)."""
+    quantization: Quantization = "int8" if isinstance(params.layers[0]["wq"], QuantizedWeight) else "bf16"
+    rows = partition_spec(lay, ("batch", "seq"), (batch, 1))  # tokens, positions [B, T]
+    cache = cache_specs(cfg, lay, batch, max_len)
+    routes = partition_spec(lay, ("layers", "batch", "seq", "route"), (cfg.n_layers, batch, 1, 1))
+    logits = partition_spec(lay, ("batch", "seq", "vocab"), (batch, 1, cfg.vocab_size))
+    in_specs = (param_specs(cfg, quantization, lay), rows, cache, rows, routes if with_routes else None)
+    return in_specs, (logits, cache)
 
 
 def replicated(mesh: Mesh | None) -> NamedSharding | None:

@@ -11,14 +11,30 @@ All functions are pure; `cfg` is static under jit (ModelConfig is a frozen, hash
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+from jax.sharding import AbstractMesh, Mesh
 
 from grok_worker.model.cache import KVCache, init_cache, insert
-from grok_worker.model.layers import Weight, attend, attention_mask, linear, matmul, rms_norm, rope
-from grok_worker.model.moe import moe
+from grok_worker.model.layers import (
+    QuantizedWeight,
+    Weight,
+    attend,
+    attention_mask,
+    linear,
+    linear_f32,
+    matmul,
+    rms_norm,
+    rope,
+)
+from grok_worker.model.moe import moe_partial
+from grok_worker.model.parallel import Shards, local_scales
 from grok_worker.model.params import Params
+from grok_worker.model.sharding import forward_specs, layout_of_mesh
 from grok_worker.model_config import ModelConfig
+from grok_worker.shard_plan import MESH_AXES
 
 Array = jax.Array
 
@@ -29,70 +45,148 @@ def _attention_block(
     x: Array,
     positions: Array,
     index: int,
-    k_cache: Array,
-    v_cache: Array,
+    caches: tuple[Array, Array],
     mask: Array,
+    shards: Shards,
 ) -> tuple[Array, Array, Array]:
     """x [B, T, D] (normed) -> ([B, T, D], k/v caches [L, B, S, K, H] with layer `index` updated).
 
-    The new K/V are scattered into the whole-cache buffers (in place under donation) rather
-    than into per-layer copies that would have to be stacked again.
+    Per device: its query heads (Kl·G of them) and the Kl KV heads they use. The new K/V are
+    scattered into the whole-cache buffers (in place under donation) rather than into per-layer
+    copies that would have to be stacked again.
     """
     b, t, _ = x.shape
-    q = linear(x, layer["wq"]).reshape(b, t, cfg.n_q_heads, cfg.head_dim)  # [B, T, K·G, H]
-    k = linear(x, layer["wk"]).reshape(b, t, cfg.n_kv_heads, cfg.head_dim)  # [B, T, K, H]
-    v = linear(x, layer["wv"]).reshape(b, t, cfg.n_kv_heads, cfg.head_dim)  # [B, T, K, H]
+    k_cache, v_cache = caches
+    q = linear(x, layer["wq"]).reshape(b, t, -1, cfg.head_dim)  # [B, T, Kl·G, H]
+    k = linear(x, layer["wk"]).reshape(b, t, -1, cfg.head_dim)  # [B, T, Kl, H]
+    v = linear(x, layer["wv"]).reshape(b, t, -1, cfg.head_dim)  # [B, T, Kl, H]
     q = rope(q, positions, cfg.rope_base)
     k = rope(k, positions, cfg.rope_base)
     rows = jnp.broadcast_to(jnp.arange(b)[:, None], (b, t))
     k_cache = k_cache.at[index, rows, positions].set(k.astype(k_cache.dtype), mode="drop")
     v_cache = v_cache.at[index, rows, positions].set(v.astype(v_cache.dtype), mode="drop")
-    out = attend(  # [B, T, K·G·H]
+    out = attend(  # [B, T, Kl·G·H]
         q, k_cache[index], v_cache[index], mask, cfg.attn_logit_multiplier, cfg.attn_soft_cap
     )
-    return linear(out, layer["wo"]), k_cache, v_cache
+    wo = local_scales(layer["wo"], cfg.q_size, shards.index("q_heads"))
+    partial = linear_f32(out, wo)  # [B, T, D] float32, summed over this device's heads only
+    return shards.psum(partial, "q_heads").astype(jnp.bfloat16), k_cache, v_cache
 
 
-def forward(
-    params: Params, cfg: ModelConfig, tokens: Array, cache: KVCache, positions: Array
+def _moe_block(
+    cfg: ModelConfig,
+    layer: dict[str, Weight],
+    x: Array,
+    token_mask: Array,
+    shards: Shards,
+    forced: Array | None,
+) -> Array:
+    """x [B, T, D] (normed) -> [B, T, D]: this device's experts and FFN columns, summed over devices."""
+    w_gate = layer["w_gate"]
+    n_local = (w_gate.weight if isinstance(w_gate, QuantizedWeight) else w_gate).shape[0]
+    w_down = local_scales(layer["w_down"], cfg.ffn_size, shards.index("ffn"))
+    out = moe_partial(
+        x,
+        token_mask,
+        layer["router"],  # type: ignore[arg-type]
+        w_gate,
+        layer["w_value"],
+        w_down,
+        cfg.experts_per_token,
+        first=shards.index("expert") * n_local,
+        forced=None if forced is None else forced.reshape(-1, cfg.experts_per_token),
+    )  # [B, T, D] float32
+    return shards.psum(out, "expert", "ffn").astype(jnp.bfloat16)
+
+
+def _embed(cfg: ModelConfig, table: Array, tokens: Array, shards: Shards) -> Array:
+    """tokens [B, T] -> rows [B, T, D] bf16 · multiplier; a vocab-split table adds up its devices' rows."""
+    v_local = table.shape[0]
+    if v_local == cfg.vocab_size:
+        rows = table[tokens]
+    else:
+        local = tokens - shards.index("vocab") * v_local
+        here = (local >= 0) & (local < v_local)
+        rows = jnp.where(here[..., None], table[jnp.clip(local, 0, v_local - 1)], 0)
+        rows = shards.psum(rows, "vocab")  # exactly one device holds each row
+    scaled: Array = rows.astype(jnp.bfloat16) * jnp.bfloat16(cfg.embedding_multiplier)  # [B, T, D]
+    return scaled
+
+
+def _forward_body(
+    params: Params,
+    tokens: Array,
+    cache: KVCache,
+    positions: Array,
+    routes: Array | None,
+    *,
+    cfg: ModelConfig,
+    shards: Shards,
 ) -> tuple[Array, KVCache]:
-    """Logits [B, T, V] float32 for tokens [B, T] int32 at positions [B, T] int32, and the new cache.
-
-    Token id `cfg.pad_id` is padding: its K/V are written but masked out, its MoE output is 0.
-    Positions must be below the cache's max_len (writes past it are dropped).
-    """
+    """The forward pass on this device's slices (all of them without a mesh); see `forward`."""
     b, t = tokens.shape
     token_mask = tokens != cfg.pad_id  # [B, T]
     rows = jnp.broadcast_to(jnp.arange(b)[:, None], (b, t))
     valid = cache.valid.at[rows, positions].set(token_mask, mode="drop")  # [B, S]
     mask = attention_mask(positions, valid)  # [B, 1, 1, T, S]
 
-    h = params.embed[tokens].astype(jnp.bfloat16) * jnp.bfloat16(cfg.embedding_multiplier)  # [B, T, D]
-    k_all, v_all = cache.k, cache.v  # [L, B, S, K, H]
+    h = _embed(cfg, params.embed, tokens, shards)  # [B, T, D]
+    k_all, v_all = cache.k, cache.v  # [L, B, S, Kl, H]
     for i, layer in enumerate(params.layers):
         normed = rms_norm(h, layer["attn_norm"], cfg.norm_eps)  # type: ignore[arg-type]
-        attn, k_all, v_all = _attention_block(cfg, layer, normed, positions, i, k_all, v_all, mask)
+        attn, k_all, v_all = _attention_block(cfg, layer, normed, positions, i, (k_all, v_all), mask, shards)
         h = h + rms_norm(attn, layer["attn_out_norm"], cfg.norm_eps)  # type: ignore[arg-type]
         normed = rms_norm(h, layer["moe_norm"], cfg.norm_eps)  # type: ignore[arg-type]
-        expert_out = moe(
-            normed,
-            token_mask,
-            layer["router"],  # type: ignore[arg-type]
-            layer["w_gate"],
-            layer["w_value"],
-            layer["w_down"],
-            cfg.experts_per_token,
-        )
+        expert_out = _moe_block(cfg, layer, normed, token_mask, shards, None if routes is None else routes[i])
         h = h + rms_norm(expert_out, layer["moe_out_norm"], cfg.norm_eps)  # type: ignore[arg-type]
 
     h = rms_norm(h, params.final_norm, cfg.norm_eps)
     # Written against embedᵀ [D, V]: XLA's CPU backend then fuses the bf16->f32 convert, the
     # transpose and the batch-1 matrix-vector product into one loop reading the table once
     # (measured 94 ms -> 2 ms for the small preset's 64 MB table); accelerators are indifferent.
-    logits = matmul("btd,dv->btv", h, params.embed.T)
-    logits = logits * cfg.output_multiplier  # [B, T, V]
+    logits = matmul("btd,dv->btv", h, params.embed.T)  # [B, T, V_l] this device's vocabulary
+    logits = logits * cfg.output_multiplier
     lengths = jnp.maximum(cache.lengths, jnp.max(positions, axis=1).astype(jnp.int32) + 1)
     return logits, KVCache(k=k_all, v=v_all, valid=valid, lengths=lengths)
+
+
+def forward(
+    params: Params,
+    cfg: ModelConfig,
+    tokens: Array,
+    cache: KVCache,
+    positions: Array,
+    routes: Array | None = None,
+) -> tuple[Array, KVCache]:
+    """Logits [B, T, V] float32 for tokens [B, T] int32 at positions [B, T] int32, and the new cache.
+
+    Token id `cfg.pad_id` is padding: its K/V are written but masked out, its MoE output is 0.
+    Positions must be below the cache's max_len (writes past it are dropped). `routes`
+    [L, B, T, k] int32 (tests) forces each layer's expert choices. On a mesh (named by the
+    weights' sharding) the body runs per device under shard_map; see `parallel`.
+    """
+    mesh = mesh_of(params.embed)
+    if mesh is None:
+        return _forward_body(params, tokens, cache, positions, routes, cfg=cfg, shards=Shards())
+    lay = layout_of_mesh(cfg, mesh)
+    shards = Shards(lay, lay.batch_axes(tokens.shape[0]))
+    in_specs, out_specs = forward_specs(cfg, lay, params, tokens.shape[0], cache.max_len, routes is not None)
+    body = functools.partial(_forward_body, cfg=cfg, shards=shards)
+    # check_vma off: the MoE loop carries per-device values that the replication checker cannot type.
+    run = jax.shard_map(body, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+    result: tuple[Array, KVCache] = run(params, tokens, cache, positions, routes)
+    return result
+
+
+def mesh_of(x: Array) -> Mesh | AbstractMesh | None:
+    """The ("data", "expert", "model_kv", "model_q") mesh x is sharded over, if it spans devices."""
+    sharding = x.sharding if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) else None
+    if sharding is None:
+        sharding = getattr(jax.typeof(x), "sharding", None)
+    mesh = getattr(sharding, "mesh", None)
+    if not isinstance(mesh, Mesh | AbstractMesh) or tuple(mesh.axis_names) != MESH_AXES:
+        return None
+    return mesh if mesh.size > 1 else None
 
 
 def prefill(params: Params, cfg: ModelConfig, tokens: Array, length: Array | int) -> tuple[Array, KVCache]:
