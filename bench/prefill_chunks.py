@@ -35,7 +35,8 @@ NAME = "chunked"
 STREAMS = 8
 #: Two slots beyond the streams: a long prompt always finds one.
 SLOTS = STREAMS + 2
-PROMPT_LEN = 24
+#: The streams' prompts fit in one chunk, so only the long prompts are chunked.
+PROMPT_LEN = 8
 
 
 async def _long_prompts(target: str, prompt: list[int], finished: list[int]) -> None:
@@ -82,7 +83,7 @@ def _worker(
 
 def run(options: Options) -> Result:
     cfg = get_preset("tiny" if options.smoke else "small")
-    max_tokens = 8 if options.smoke else 16
+    max_tokens = 8 if options.smoke else 12
     #: The unchunked run pays a whole prefill every step: kept short.
     unchunked_tokens = 4 if options.smoke else 6
     rounds = options.repeats(full=2, smoke=1)
