@@ -184,3 +184,16 @@ async def test_a_full_queue_suggests_a_retry_delay() -> None:
         await collect(first.events())
     finally:
         await scheduler.stop()
+
+
+async def test_a_short_prompt_in_a_bucket_longer_than_a_chunk_costs_one_chunk() -> None:
+    engine = MockEngine(max_batch=2, max_seq_len=64, prefill_buckets=(16, 32), prefill_chunk=8)
+    scheduler = Scheduler(engine, TOK, max_queue=4)
+    scheduler.start()
+    try:
+        events = await collect(scheduler.submit(req("abc", 2)).events())  # 3 tokens, bucket 16 > 8
+        assert "".join(e.text for e in events) == "de"
+        assert list(engine.ops)[0] == "chunk"
+        assert "prefill" not in engine.ops
+    finally:
+        await scheduler.stop()

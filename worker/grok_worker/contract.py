@@ -135,8 +135,8 @@ class ServingSection(BaseModel):
     #: Seconds in-flight requests get to finish after SIGTERM before they are cancelled.
     drain_grace_seconds: float = Field(default=30.0, ge=0)
     max_stop_strings: int = Field(default=8, ge=0)
-    #: Prompts longer than this many tokens are prefilled in chunks of it, with a decode step for
-    #: the running requests between chunks; 0 = whole prompts at once.
+    #: Prompts whose prefill bucket is longer than this many tokens are prefilled in chunks of it,
+    #: with a decode step for the running requests between chunks; 0 = whole prompts at once.
     prefill_chunk: int = Field(default=256, ge=0)
 
 

@@ -4,7 +4,7 @@ Data flow:
 - `prefill`: prompt ids -> padded to the smallest bucket, [1, T_bucket] -> jitted
   `model.prefill` + `sample` at the last real position -> (prefix cache of T_bucket positions, the
   first token). One compilation per bucket, all done in `warmup` before the worker reports SERVING.
-- chunked prefill (prompts longer than `prefill_chunk`): `begin_prefill` makes an empty prefix
+- chunked prefill (prompts whose bucket is longer than `prefill_chunk`): `begin_prefill` makes an empty prefix
   cache of `max_prompt_len` positions; each `prefill_chunk` runs the jitted `model.forward` on the
   next [1, prefill_chunk] tokens at their own positions (the cache donated, so K/V are written in
   place and each chunk attends to the chunks before it) + `sample` at the prompt's last position,
@@ -202,12 +202,8 @@ class ModelEngine:
 
     def warmup(self, progress: ProgressFn | None = None) -> None:
         spec = self._spec
-        # With chunking, prompts longer than a chunk never use a bucket: those are not compiled.
-        buckets = [
-            b
-            for b in spec.prefill_buckets
-            if not spec.chunked(b) or b == bucket_for(spec.prefill_chunk, spec.prefill_buckets)
-        ]
+        # With chunking, only buckets no longer than a chunk are used whole: the others are not compiled.
+        buckets = [b for b in spec.prefill_buckets if not spec.chunked(b)]
         steps = len(buckets) + 1 + (1 if spec.prefill_chunk else 0)
         for i, bucket in enumerate(buckets):
             start = time.monotonic()
