@@ -193,7 +193,7 @@ async def test_a_short_prompt_in_a_bucket_longer_than_a_chunk_costs_one_chunk() 
     try:
         events = await collect(scheduler.submit(req("abc", 2)).events())  # 3 tokens, bucket 16 > 8
         assert "".join(e.text for e in events) == "de"
-        assert list(engine.ops)[0] == "chunk"
+        assert engine.ops[0] == "chunk"
         assert "prefill" not in engine.ops
     finally:
         await scheduler.stop()
