@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # Tests and the demo start the project's console scripts (grok-operator, grok-worker, grok).
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv binaries test lint unit demo demo-down bench bench-quick protos clean
+.PHONY: venv binaries kueue-binary test lint unit demo demo-down bench bench-quick protos clean
 
 venv: $(STAMP)
 
@@ -33,8 +33,12 @@ lint: venv
 unit: venv
 	$(BIN)/pytest -q -m "not cluster and not multiprocess"
 
+## Kueue, which only the tests (and `grok-devcluster up --kueue`) start: built before the tests run.
+kueue-binary: venv
+	$(BIN)/grok-devcluster binaries kueue
+
 ## Every check: lint, type checks, layering contracts, unit, control-plane integration and end-to-end tests.
-test: venv binaries lint
+test: venv binaries kueue-binary lint
 	$(BIN)/pytest -q -ra
 
 ## The main job: a local cluster, the chart, the operator, a tiny model served over gRPC.

@@ -18,19 +18,27 @@ killed. GROK_TEST_KUBECONFIG=<path> (or GROK_USE_EXISTING_CLUSTER=1 with KUBECON
 tests against that cluster instead. When the control plane cannot be had the test FAILS.
 
 `namespace` (function scope) is a fresh namespace deleted after the test.
+
+`kueue` (session scope, on request) starts the real Kueue (grok_devcluster.kueue) into the session's
+cluster and yields its `KueueRun`; `kueue_namespace` is a fresh namespace Kueue manages. Against an
+existing cluster, Kueue must already be installed there (the fixture checks its CRDs).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
     from grok_devcluster.handle import ClusterHandle
+    from grok_devcluster.kueue import KueueRun
 
 # Nodes the fixture's own cluster starts with (tests that add nodes remove them again).
 DEFAULT_GPU_NODES = 4
@@ -98,6 +106,49 @@ def cluster() -> Iterator[ClusterHandle]:
 def namespace(cluster: ClusterHandle) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:10]}"
     cluster.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+@pytest.fixture(scope="session")
+def kueue(cluster: ClusterHandle) -> Iterator[KueueRun | None]:
+    from grok_devcluster.binaries import ensure_binaries
+    from grok_devcluster.build import BuildError
+    from grok_devcluster.kueue import KUEUE_BINARY, KueueError, start_kueue
+
+    if not cluster.managed:
+        found = cluster.kubectl("get", "crd", "workloads.kueue.x-k8s.io", check=False)
+        if found.returncode != 0:
+            pytest.fail("the existing cluster has no Kueue (workloads.kueue.x-k8s.io): install it first")
+        yield None
+        return
+    try:
+        binary = ensure_binaries((KUEUE_BINARY,))[KUEUE_BINARY].path
+    except BuildError as err:
+        pytest.fail(f"the Kueue binary is not available: {err}", pytrace=False)
+    folder = Path(tempfile.mkdtemp(prefix="grok-kueue-"))
+    try:
+        run = start_kueue(cluster, binary, folder, folder / "kueue.log", die_with_parent=True)
+    except KueueError as err:
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.fail(str(err), pytrace=False)
+    try:
+        yield run
+    finally:
+        errors = run.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+        assert not errors, errors
+
+
+@pytest.fixture
+def kueue_namespace(cluster: ClusterHandle, kueue: KueueRun | None) -> Iterator[str]:
+    from grok_devcluster.kueue import label_namespace_managed
+
+    name = f"q-{uuid.uuid4().hex[:10]}"
+    cluster.kubectl("create", "namespace", name)
+    label_namespace_managed(cluster, name)
     try:
         yield name
     finally:

@@ -28,6 +28,8 @@ ALL_BINARIES = (
     "kwok",
     "helm",
 )
+#: Built and started only on request (`grok-devcluster up --kueue`, the `kueue` test fixture).
+ON_REQUEST_BINARIES = ("kueue",)
 
 Source = Literal["KUBEBUILDER_ASSETS", "cache", "built"]
 

@@ -17,9 +17,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .binaries import ALL_BINARIES, ensure_binaries
+from .binaries import ALL_BINARIES, ON_REQUEST_BINARIES, ensure_binaries
 from .build import BuildError
 from .cluster import ClusterError, ClusterOptions, find_cluster, start_cluster, stop_cluster
+from .kueue import KueueError
 from .nodes import GpuNodeSpec
 from .paths import all_run_state_dirs
 from .versions import VersionsError
@@ -34,7 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     binaries = sub.add_parser(
         "binaries", help="find or build the control-plane binaries and print their paths"
     )
-    binaries.add_argument("names", nargs="*", metavar="NAME", help=f"subset of {', '.join(ALL_BINARIES)}")
+    binaries.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"subset of {', '.join((*ALL_BINARIES, *ON_REQUEST_BINARIES))}",
+    )
     binaries.add_argument("--no-build", action="store_true", help="fail instead of building missing binaries")
 
     up = sub.add_parser("up", help="start a local cluster and leave it running")
@@ -43,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--gpus", type=int, default=8, help="nvidia.com/gpu per node (default 8)")
     up.add_argument("--gpu-product", default=GpuNodeSpec.gpu_product, help="nvidia.com/gpu.product label")
     up.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for Ready (default 90)")
+    up.add_argument(
+        "--kueue", action="store_true", help="also start Kueue (built on first use; docs/scheduling.md)"
+    )
 
     for command, text in (
         ("down", "stop a cluster and delete its files"),
@@ -64,7 +73,9 @@ def _binaries(names: Sequence[str], no_build: bool) -> int:
 
 def _up(args: argparse.Namespace) -> int:
     spec = GpuNodeSpec(gpus=args.gpus, gpu_product=args.gpu_product)
-    options = ClusterOptions(name=args.name, gpu_nodes=args.nodes, node_spec=spec, timeout_s=args.timeout)
+    options = ClusterOptions(
+        name=args.name, gpu_nodes=args.nodes, node_spec=spec, timeout_s=args.timeout, kueue=args.kueue
+    )
     existing = find_cluster(args.name)
     if existing is not None and all(existing.running().values()):
         print(f"cluster {args.name!r} is already running; kubeconfig: {existing.kubeconfig}")
@@ -74,6 +85,8 @@ def _up(args: argparse.Namespace) -> int:
     steps = ", ".join(f"{step} {seconds}s" for step, seconds in cluster.state.milestones.items())
     print(f"  start-up: {steps}")
     print(f"  {args.nodes} fake GPU nodes with {args.gpus} nvidia.com/gpu each")
+    if args.kueue:
+        print("  Kueue manages pods in namespaces labelled devcluster.grok.dev/kueue=managed")
     print(f"  run folder (logs, certificates): {cluster.state.root}")
     print(f"  export KUBECONFIG={cluster.kubeconfig}")
     print(f"  stop it with: grok-devcluster down --name {args.name}")
@@ -136,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "kubeconfig":
             return _kubeconfig(args.name)
         return _status(args.name)
-    except (BuildError, ClusterError, VersionsError, ValueError) as err:
+    except (BuildError, ClusterError, KueueError, VersionsError, ValueError) as err:
         print(f"grok-devcluster {args.command}: {err}", file=sys.stderr)
         return 1
     except BrokenPipeError:

@@ -28,6 +28,7 @@ from .binaries import ALL_BINARIES, ensure_binaries
 from .components import KWOK_CONFIG, ComponentSpec, component_specs
 from .handle import ClusterHandle
 from .kubeconfig import render_kubeconfig, write_kubeconfig
+from .kueue import KUEUE_BINARY, start_kueue
 from .layout import Ports, RunLayout
 from .nodes import GpuNodeSpec
 from .paths import all_run_state_dirs
@@ -51,6 +52,8 @@ class ClusterOptions:
     node_spec: GpuNodeSpec = field(default_factory=GpuNodeSpec)
     timeout_s: float = 90.0
     die_with_parent: bool = False
+    # Also start Kueue (kueue.py) once the cluster is Ready.
+    kueue: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
@@ -299,6 +302,8 @@ def _start_once(options: ClusterOptions, binaries: Mapping[str, Path], started: 
         startup.run(
             component_specs(binaries, layout, ports), client_tls(pki.ca_cert, pki.admin_cert, pki.admin_key)
         )
+        if options.kueue:
+            _start_kueue(startup)
     except BaseException as err:
         reason = _failed_process(cluster.popens, state)
         _stop_quietly(cluster)
@@ -313,6 +318,27 @@ def _start_once(options: ClusterOptions, binaries: Mapping[str, Path], started: 
     state.startup_s = round(time.monotonic() - started, 2)
     save_state(state)
     return cluster
+
+
+def _start_kueue(startup: _Startup) -> None:
+    """Start Kueue into the run (its process recorded like the others, so `down` stops it)."""
+    binary = ensure_binaries((KUEUE_BINARY,))[KUEUE_BINARY].path
+
+    def record(popen: subprocess.Popen[bytes], process: ProcessRecord) -> None:
+        startup.popens[process.name] = popen
+        startup.state.processes.append(process)
+        save_state(startup.state)
+
+    start_kueue(
+        startup.cluster.handle,
+        binary,
+        startup.layout.root / "kueue",
+        startup.layout.log_file(KUEUE_BINARY),
+        die_with_parent=startup.options.die_with_parent,
+        timeout_s=max(60.0, startup.left()),
+        on_spawn=record,
+    )
+    startup.reached("kueue ready")
 
 
 def _stop_quietly(cluster: DevCluster) -> None:

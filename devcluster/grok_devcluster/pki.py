@@ -180,3 +180,44 @@ def generate_pki(folder: Path) -> PkiFiles:
         )
     )
     return files
+
+
+@dataclass(frozen=True)
+class ServingPki:
+    """A throwaway CA and one serving certificate it signed, for a server on loopback."""
+
+    ca_cert: Path
+    cert: Path
+    key: Path
+
+
+def generate_loopback_serving_pki(folder: Path, common_name: str) -> ServingPki:
+    """A fresh CA and a serving certificate for 127.0.0.1/localhost, written as ca.crt, tls.crt and
+    tls.key (the file names controller-runtime's webhook server reads from its certificate folder).
+
+    For servers the kube-apiserver calls back, such as admission webhooks registered by URL: the
+    registration carries ca.crt as its caBundle."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key = _new_key()
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{common_name}-ca")])
+    ca_cert = (
+        _builder(ca_name, ca_name, ca_key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_key_usage(signs_certificates=True), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    san = x509.SubjectAlternativeName(
+        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    )
+    cert, key = _leaf(
+        ca_key,
+        ca_name,
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]),
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        san,
+    )
+    files = ServingPki(ca_cert=folder / "ca.crt", cert=folder / "tls.crt", key=folder / "tls.key")
+    _write_cert(files.ca_cert, ca_cert)
+    _write_cert(files.cert, cert)
+    _write_key(files.key, key)
+    return files

@@ -50,6 +50,29 @@ ANNOTATION_RENDER_HASH: Final = f"{GROUP}/render-hash"
 #: Hash of the worker config on the pod template, so a config change rolls the groups.
 ANNOTATION_CONFIG_HASH: Final = f"{GROUP}/config-hash"
 
+# --- Kueue (gang admission and GPU quotas, docs/scheduling.md) ---------------------------------
+# Kueue's own names (sigs.k8s.io/kueue pkg/controller/constants and jobs/pod/constants).
+#: On a GrokDeployment or its pods: the LocalQueue whose ClusterQueue admits the groups.
+KUEUE_QUEUE_NAME_LABEL: Final = "kueue.x-k8s.io/queue-name"
+#: On a GrokDeployment or its pods: the WorkloadPriorityClass of the groups' Workloads.
+KUEUE_PRIORITY_CLASS_LABEL: Final = "kueue.x-k8s.io/priority-class"
+#: Pods with the same value form one pod group: one Workload, admitted whole or not at all.
+KUEUE_POD_GROUP_NAME_LABEL: Final = "kueue.x-k8s.io/pod-group-name"
+#: How many pods the group has; Kueue admits it once that many exist.
+KUEUE_POD_GROUP_TOTAL_COUNT_ANNOTATION: Final = "kueue.x-k8s.io/pod-group-total-count"
+#: "true": a serving group; its Workload never finishes when pods end, lost pods are replaced.
+KUEUE_POD_GROUP_SERVING_ANNOTATION: Final = "kueue.x-k8s.io/pod-group-serving"
+#: Names the controller that has Kueue gate the pods (as Kueue's own StatefulSet integration does):
+#: Kueue then gates them without its pod finalizer, which a StatefulSet's pod, whose replacement
+#: reuses its name, could never shed (Kueue drops it only once a replacement exists).
+KUEUE_POD_SUSPENDING_PARENT_ANNOTATION: Final = "kueue.x-k8s.io/pod-suspending-parent"
+#: Kueue reconciles a pod gated for a parent only when it carries this label ("true").
+KUEUE_MANAGED_LABEL: Final = "kueue.x-k8s.io/managed"
+#: The scheduling gate Kueue's webhook puts on every pod it manages until the group is admitted.
+KUEUE_ADMISSION_GATE: Final = "kueue.x-k8s.io/admission"
+KUEUE_API_GROUP: Final = "kueue.x-k8s.io"
+KUEUE_API_VERSION: Final = f"{KUEUE_API_GROUP}/v1beta2"
+
 
 class ConditionType:
     """The `type` of the conditions in `status.conditions`."""
@@ -68,6 +91,8 @@ class Reason:
     INSUFFICIENT_DEVICE_MEMORY: Final = "InsufficientDeviceMemory"
     #: The scheduler cannot place a pod (not enough GPUs, taints, selectors); carries its message.
     UNSCHEDULABLE: Final = "Unschedulable"
+    #: Kueue has not admitted a replica group yet (quota, priority); carries Kueue's own reason.
+    WAITING_FOR_ADMISSION: Final = "WaitingForAdmission"
     #: Pods are scheduled and starting: pulling, loading weights, compiling, joining the group.
     LOADING: Final = "Loading"
     #: A worker keeps failing; its group is recreated (JAX cannot re-admit one lost process).
@@ -98,6 +123,8 @@ class Phase:
     """One-word summary in `status.phase` (the PHASE printer column)."""
 
     PENDING: Final = "Pending"
+    #: Waiting in a Kueue queue for admission.
+    QUEUED: Final = "Queued"
     LOADING: Final = "Loading"
     READY: Final = "Ready"
     ROLLING: Final = "Rolling"

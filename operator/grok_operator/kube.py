@@ -35,6 +35,7 @@ _PATHS = {
     "Event": "/api/v1/namespaces/{ns}/events",
     "StatefulSet": "/apis/apps/v1/namespaces/{ns}/statefulsets",
     c.KIND: f"/apis/{c.API_VERSION}/namespaces/{{ns}}/{c.PLURAL}",
+    "Workload": f"/apis/{c.KUEUE_API_VERSION}/namespaces/{{ns}}/workloads",
 }
 
 
@@ -153,6 +154,15 @@ class KubeApi:
             config_maps=by_name("ConfigMap"),
             pods=self.list("Pod", namespace, selector),
         )
+
+    def workload(self, namespace: str, name: str) -> Obj | None:
+        """Kueue's Workload `name` (read only while a group waits for admission), None if absent."""
+        try:
+            return self._request("GET", f"{_PATHS['Workload'].format(ns=namespace)}/{name}")
+        except ApiError as err:
+            if err.status == 404:
+                return None
+            raise
 
     # ---- writes ------------------------------------------------------------------------------
     def apply(self, obj: Obj) -> Obj:

@@ -30,6 +30,8 @@ class GroupState(enum.StrEnum):
     RECREATING = "Recreating"
     FAILED = "Failed"
     UNSCHEDULABLE = "Unschedulable"
+    #: Kueue holds the group's pods (its admission scheduling gate) until it admits the group whole.
+    WAITING_ADMISSION = "WaitingForAdmission"
     LOADING = "Loading"
     READY = "Ready"
 
@@ -78,6 +80,10 @@ class PodFacts:
     unschedulable_message: str | None
     last_failure: str = ""
     waiting_reasons: tuple[str, ...] = field(default_factory=tuple)
+    #: Kueue's admission scheduling gate is on the pod: its group is not admitted (yet).
+    admission_gated: bool = False
+    #: The Kueue pod group (= Workload name) the pod belongs to; "" without a queue.
+    pod_group: str = ""
 
 
 def _time(text: object) -> datetime | None:
@@ -104,9 +110,10 @@ def pod_facts(pod: Obj) -> PodFacts:
             container.get("state") or {}
         ).get("terminated")
         if terminated:
+            said = str(terminated.get("message") or "").strip()  # the worker's own words, if any
             failure = (
                 f"container {container.get('name')} exited with code {terminated.get('exitCode')}"
-                f" ({terminated.get('reason', 'Error')})"
+                f" ({terminated.get('reason', 'Error')})" + (f": {said[-600:]}" if said else "")
             )
         reason = ((container.get("state") or {}).get("waiting") or {}).get("reason")
         if reason:
@@ -124,7 +131,18 @@ def pod_facts(pod: Obj) -> PodFacts:
         unschedulable_message=unschedulable,
         last_failure=failure,
         waiting_reasons=tuple(waiting),
+        admission_gated=any(
+            gate.get("name") == c.KUEUE_ADMISSION_GATE
+            for gate in (pod.get("spec") or {}).get("schedulingGates") or []
+        ),
+        pod_group=str((meta.get("labels") or {}).get(c.KUEUE_POD_GROUP_NAME_LABEL, "")),
     )
+
+
+def gated_pod_groups(pods: Iterable[Obj]) -> list[str]:
+    """Kueue pod groups (Workload names) with a live pod still behind the admission gate, sorted."""
+    facts = (pod_facts(p) for p in pods)
+    return sorted({f.pod_group for f in facts if f.admission_gated and f.pod_group and not f.terminating})
 
 
 #: A pod created this long after a sibling became ready is a replacement, not part of the group's
@@ -159,9 +177,11 @@ def observe_group(
     template_hash: str,
     deleted_uids: frozenset[str] = frozenset(),
     lost_pods: tuple[str, ...] = (),
+    admission: Mapping[str, str] | None = None,
 ) -> GroupObservation:
     """Classify one group. `deleted_uids` are pods the operator itself deleted (not failures);
-    `lost_pods` are pods of this group the watch saw deleted by someone else since it last formed.
+    `lost_pods` are pods of this group the watch saw deleted by someone else since it last formed;
+    `admission` maps a Kueue pod group (Workload) name to Kueue's reason for not admitting it.
     With `hosts` 0 or no `template_hash` (an invalid spec), the StatefulSet's own are used."""
     if statefulset is None:
         return GroupObservation(index, name, GroupState.ABSENT)
@@ -208,6 +228,17 @@ def observe_group(
             name,
             GroupState.RECREATING,
             message=f"waiting for {len(lost)} pod(s) to terminate",
+            **common,
+        )
+    gated = [p for p in live if p.admission_gated]
+    if gated:
+        workload = gated[0].pod_group
+        why = (admission or {}).get(workload) or "Kueue has not reported a reason yet"
+        return GroupObservation(
+            index,
+            name,
+            GroupState.WAITING_ADMISSION,
+            message=f"waiting for admission by Kueue (Workload {workload}): {why}",
             **common,
         )
     for pod in live:

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from grok_operator import constants as c
+from grok_operator.admission import NOT_PERMITTED, admission_message
 from grok_operator.capacity import plan_memory
-from grok_operator.kube import KubeApi, Observed
-from grok_operator.observe import GroupObservation, GroupState, observe_group
+from grok_operator.kube import ApiError, KubeApi, Observed
+from grok_operator.observe import GroupObservation, GroupState, gated_pod_groups, observe_group
 from grok_operator.planner import RolloutLimits, next_backoff, plan_groups
 from grok_operator.render import Children, Owner, endpoint, render_children, template_hash
 from grok_operator.render.common import group_name, leader_selector, render_hash, selector_string
@@ -92,6 +93,7 @@ def _observe_groups(
     hosts: int,
     template: str,
     memory: DeploymentMemory,
+    admission: Mapping[str, str],
 ) -> dict[int, GroupObservation]:
     by_index = {i: s for s in observed.statefulsets.values() if (i := _group_index(s)) is not None}
     horizon = time.monotonic() - DELETED_POD_MEMORY_SECONDS
@@ -110,6 +112,7 @@ def _observe_groups(
             template_hash=template,
             deleted_uids=frozenset(remembered.deleted_uids),
             lost_pods=tuple(sorted(remembered.lost.values())),
+            admission=admission,
         )
         if groups[index].state is GroupState.READY:
             remembered.recreations = 0
@@ -133,7 +136,12 @@ class Reconciler:
         meta = body["metadata"]
         if meta.get("deletionTimestamp"):
             return Outcome(writes=0)
-        owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+        owner = Owner(
+            name=meta["name"],
+            namespace=meta["namespace"],
+            uid=meta["uid"],
+            labels=tuple(sorted((meta.get("labels") or {}).items())),
+        )
         before = self.api.writes
         live_status: Mapping[str, Any] = body.get("status") or {}
         inputs = ReportInputs(
@@ -143,9 +151,12 @@ class Reconciler:
             selector=selector_string(leader_selector(owner.name)),
         )
         observed = self.api.observe(owner.namespace, owner.name)
+        admission = self._admission(owner.namespace, observed.pods)
         result = validate(body.get("spec") or {}, name=owner.name)
         if not isinstance(result, ValidSpec):
-            groups = _observe_groups(owner, observed, set(), hosts=0, template="", memory=memory)
+            groups = _observe_groups(
+                owner, observed, set(), hosts=0, template="", memory=memory, admission=admission
+            )
             status = invalid_status(inputs, result, groups)
             self._event_on_change(
                 body, status.conditions[0].reason, status.conditions[0].message, live_status
@@ -171,6 +182,7 @@ class Reconciler:
             hosts=spec.topology.hosts_per_replica,
             template=template,
             memory=memory,
+            admission=admission,
         )
         if not capacity.fits:
             status = infeasible_status(inputs, capacity, groups)
@@ -240,6 +252,18 @@ class Reconciler:
         if plan.backing_off:
             requeue = max(0.5, min(memory.group(i).retry_at for i in plan.backing_off) - now)
         return Outcome(writes=self.api.writes - before, requeue_after=requeue, phase=status.phase)
+
+    def _admission(self, namespace: str, pods: list[dict[str, Any]]) -> dict[str, str]:
+        """Kueue's reason for each pod group still behind its admission gate (one read each)."""
+        messages = {}
+        for workload in gated_pod_groups(pods):
+            try:
+                messages[workload] = admission_message(self.api.workload(namespace, workload))
+            except ApiError as err:
+                if err.status != 403:
+                    raise
+                messages[workload] = NOT_PERMITTED
+        return messages
 
     # ---- writes --------------------------------------------------------------------------------
     def _apply_if_changed(self, desired: dict[str, Any], live: Mapping[str, Any] | None) -> None:

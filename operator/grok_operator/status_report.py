@@ -6,7 +6,8 @@ status does not change, so recomputing an unchanged state yields an identical st
 I/O layer (which writes only differences) writes nothing.
 
 Which story wins when several are true: an invalid spec, then too little device memory, then pods
-the scheduler cannot place, then crash loops, then a rollout, then loading.
+the scheduler cannot place, then crash loops, then groups waiting for Kueue's admission (queued on
+purpose: Progressing, not Degraded), then a rollout, then loading.
 """
 
 from __future__ import annotations
@@ -144,6 +145,7 @@ def serving_status(
     ready_regular = sum(g.available and g.updated for g in regular)
     ready_total = sum(g.available for g in existing)
     unschedulable = [g for g in existing if g.state is GroupState.UNSCHEDULABLE]
+    queued = [g for g in existing if g.state is GroupState.WAITING_ADMISSION]
     failed = [g for g in existing if g.state is GroupState.FAILED or (g.index in dict(plan.recreate))]
     outdated = [g for g in regular if not g.updated]
     settled = ready_regular == replicas and len(existing) == replicas
@@ -167,6 +169,9 @@ def serving_status(
         elif failed:
             phase, reason = Phase.DEGRADED, Reason.CRASH_LOOPING
             detail = "; ".join(f"group {g.name}: {g.message}, recreating the whole group" for g in failed)
+        elif queued:
+            phase, reason = Phase.QUEUED, Reason.WAITING_FOR_ADMISSION
+            detail = "; ".join(f"group {g.name}: {g.message}" for g in queued)
         elif outdated:
             phase, reason = Phase.ROLLING, Reason.ROLLING
             detail = f"{len(outdated)} group(s) still run an old pod template"

@@ -129,12 +129,34 @@ def status_of(cluster: Any, namespace: str, name: str) -> dict[str, Any]:
     return status
 
 
-@pytest.mark.parametrize("example", ["tiny-cpu.yaml", "grok-1-int8-1x8.yaml", "grok-1-int8-2x8.yaml"])
+#: Kinds of the examples that need Kueue (examples/grok-1-int8-2x8-kueue.yaml); cluster-scoped ones
+#: are deleted after the test.
+KUEUE_KINDS = {"ResourceFlavor", "ClusterQueue", "LocalQueue", "WorkloadPriorityClass"}
+KUEUE_CLUSTER_KINDS = {"ResourceFlavor", "ClusterQueue", "WorkloadPriorityClass"}
+
+
+def needs_kueue(docs: list[dict[str, Any]], cluster: Any, namespace: str, request: Any) -> list[str]:
+    """Start Kueue (the session's `kueue` fixture) and let it manage `namespace` when the example
+    has Kueue objects; return `kubectl delete` arguments for its cluster-scoped ones."""
+    if not any(d["kind"] in KUEUE_KINDS for d in docs):
+        return []
+    from grok_devcluster.kueue import label_namespace_managed
+
+    request.getfixturevalue("kueue")
+    label_namespace_managed(cluster, namespace)
+    return [f"{d['kind'].lower()}/{d['metadata']['name']}" for d in docs if d["kind"] in KUEUE_CLUSTER_KINDS]
+
+
+@pytest.mark.parametrize(
+    "example",
+    ["tiny-cpu.yaml", "grok-1-int8-1x8.yaml", "grok-1-int8-2x8.yaml", "grok-1-int8-2x8-kueue.yaml"],
+)
 def test_example_is_accepted_and_reaches_the_state_its_comment_claims(
-    cluster: Any, operator_namespace: str, example: str
+    cluster: Any, operator_namespace: str, example: str, request: pytest.FixtureRequest
 ) -> None:
     path = EXAMPLES / example
     docs = documents(path)
+    cluster_scoped = needs_kueue(docs, cluster, operator_namespace, request)
     volumes = bind_claims(cluster, operator_namespace, docs)
     try:
         deployment = next(d for d in docs if d["kind"] == "GrokDeployment")
@@ -169,6 +191,8 @@ def test_example_is_accepted_and_reaches_the_state_its_comment_claims(
     finally:
         for volume in volumes:
             cluster.kubectl("delete", "pv", volume, "--wait=false", check=False)
+        if cluster_scoped:
+            cluster.kubectl("delete", *cluster_scoped, "--wait=false", check=False)
 
 
 def test_grok_1_int8_does_not_fit_one_8x40gb_host_as_the_two_host_example_says(

@@ -312,3 +312,11 @@ def test_collectives_benchmark_runs_at_smoke_size(tmp_path: Path) -> None:
         "int8_bytes_in_collectives_tiny_model4_b2",
     ]
     assert all(f["value"] == 0 for f in figures if str(f["figure"]).startswith("int8_"))
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_host_reads_benchmark_runs_at_smoke_size(tmp_path: Path) -> None:
+    figures = run_bench(["host_reads"], tmp_path)
+    assert by_bench(figures)["host_reads"] == ["bytes_read_host0_tiny", "bytes_read_host1_tiny"]
+    assert all(f["ratio"] == 1 for f in figures)

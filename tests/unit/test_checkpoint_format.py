@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 from grok_worker.checkpoint import CheckpointFormatError, load_checkpoint, read_leaf, save_checkpoint
+from grok_worker.checkpoint.loader import load_checkpoint_with_stats
+from grok_worker.checkpoint.pickle_index import index_leaf
 from grok_worker.checkpoint.release_format import QuantizedWeight8bit
 from grok_worker.model import PRESETS, QuantizedWeight, init_params
 from grok_worker.model_config import Quantization, grok_architecture
@@ -32,14 +34,17 @@ def test_round_trip_preserves_every_tensor(tmp_path: Path, quantization: Quantiz
     params = init_params(CFG, jax.random.key(3), quantization)
     seen: list[tuple[int, int]] = []
     save_checkpoint(params, CFG, tmp_path, quantization)
-    loaded = load_checkpoint(
+    loaded, stats = load_checkpoint_with_stats(
         tmp_path, CFG, quantization=quantization, progress=lambda d, t: seen.append((d, t))
     )
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(loaded), strict=True):
         assert a.dtype == b.dtype
         assert a.shape == b.shape
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    assert seen[-1][0] == seen[-1][1] == sum(p.stat().st_size for p in (tmp_path / "ckpt-0").iterdir())
+    files = sorted((tmp_path / "ckpt-0").iterdir())
+    tensor_bytes = sum(a.nbytes for f in files for a in index_leaf(f)[0].arrays())
+    assert seen[-1][0] == seen[-1][1] == stats.bytes_read == stats.bytes_to_read == tensor_bytes
+    assert stats.file_bytes == sum(p.stat().st_size for p in (tmp_path / "ckpt-0").iterdir())
     assert len(os.listdir(tmp_path / "ckpt-0")) == 2 + 12 * CFG.n_layers
 
 

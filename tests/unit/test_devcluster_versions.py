@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from grok_devcluster.binaries import ALL_BINARIES, locate_binary
+from grok_devcluster.binaries import ALL_BINARIES, ON_REQUEST_BINARIES, locate_binary
 from grok_devcluster.build import BuildError, find_go
 from grok_devcluster.gomod import go_build_argv, render_go_mod, render_ldflags, render_tools_go
 from grok_devcluster.paths import binary_cache_path
@@ -25,7 +25,10 @@ def test_pins_the_versions_the_project_runs_on() -> None:
     assert re.fullmatch(r"v3\.6\.\d+", groups["etcd"].version)
     assert groups["kwok"].version == "v0.7.0"
     assert re.fullmatch(r"v3\.19\.\d+", groups["helm"].version)
-    assert sorted(b for g in groups.values() for b in g.binaries) == sorted(ALL_BINARIES)
+    assert groups["kueue"].version == "v0.17.0"
+    assert sorted(b for g in groups.values() for b in g.binaries) == sorted(
+        (*ALL_BINARIES, *ON_REQUEST_BINARIES)
+    )
 
 
 def test_kubernetes_go_mod_maps_every_staging_module_to_its_release() -> None:

@@ -25,6 +25,7 @@ def pod(
     template: str = HASH,
     unschedulable: str | None = None,
     waiting: str | None = None,
+    said: str = "",
 ) -> dict[str, Any]:
     conditions: list[dict[str, Any]] = [
         {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": ready_at}
@@ -36,6 +37,8 @@ def pod(
     container: dict[str, Any] = {"name": "worker", "restartCount": restarts, "state": {}}
     if restarts:
         container["lastState"] = {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}
+    if said:  # the worker's termination message (it writes /dev/termination-log when it fails)
+        container["lastState"] = {"terminated": {"exitCode": 1, "reason": "Error", "message": said}}
     if waiting:
         container["state"] = {"waiting": {"reason": waiting}}
     meta: dict[str, Any] = {
@@ -81,6 +84,13 @@ CASES: list[tuple[str, list[dict[str, Any]], GroupState, str]] = [
         [pod(0), pod(1, restarts=1)],
         GroupState.FAILED,
         "pod g0-1 restarted 1 time(s): container worker exited with code 137 (OOMKilled)",
+    ),
+    (
+        "a worker's termination message (a checkpoint file failing verification) reaches the status",
+        [pod(0), pod(1, restarts=1, said="loading failed: /ckpt/ckpt-0: 1 file(s) differ: tensor00007_000")],
+        GroupState.FAILED,
+        "container worker exited with code 1 (Error): loading failed: /ckpt/ckpt-0: 1 file(s) differ: "
+        "tensor00007_000",
     ),
     (
         "a failed pod fails the whole group",

@@ -335,6 +335,13 @@ def test_the_startup_budget_grows_with_the_checkpoint_size() -> None:
     # The release's files (int8 experts and attention, float32 embedding) hold ~318 GB: ~1190 s at
     # 256 MiB/s on one host, plus the base: about 150 periods of 10 s.
     assert 140 <= startup_failure_threshold(grok_one_host) <= 160
+    # Verifying digests reads every file whole once more on each host: ~1190 s more.
+    verified = valid(
+        model={"preset": "grok-1", "checkpoint": {"hostPath": {"path": "/m"}, "verify": True}},
+        topology={"hostsPerReplica": 2, "gpusPerHost": 8},
+    )
+    extra = startup_failure_threshold(verified) - startup_failure_threshold(grok_two_hosts)
+    assert 115 <= extra <= 122
 
 
 def test_the_http_api_port_is_on_the_container_the_client_service_and_in_the_worker_config() -> None:

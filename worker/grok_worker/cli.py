@@ -3,6 +3,7 @@
 Subcommands dispatch to the module that owns them, imported lazily so `--help` stays fast:
 - `serve`: run the gRPC generation server (what a worker pod runs), `grok_worker.server.main`.
 - `make-checkpoint`: write a random-weight release-format checkpoint, `grok_worker.checkpoint.make`.
+- `checkpoint manifest|verify DIR`: a checkpoint's size + sha256 manifest, `grok_worker.checkpoint.command`.
 - `plan`: check a topology ahead of time with the compiler, `grok_worker.plan_cli`.
 """
 
@@ -19,6 +20,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "make-checkpoint": (
         "grok_worker.checkpoint.make",
         "write a random-weight checkpoint in the Grok-1 release format",
+    ),
+    "checkpoint": (
+        "grok_worker.checkpoint.command",
+        "write (manifest) or check (verify) a checkpoint's manifest of file sizes and sha256 digests",
     ),
     "plan": (
         "grok_worker.plan_cli",

@@ -80,6 +80,8 @@ class ModelSection(BaseModel):
     quantization: Quantization = "int8"
     #: Directory that holds the release-format `ckpt-0/` folder (or is it).
     checkpoint_path: str = ""
+    #: Check sha256 digests against the manifest beside ckpt-0/ before loading (sizes: always).
+    checkpoint_verify: bool = False
     #: SentencePiece model file; empty means the worker serves token ids only.
     tokenizer_path: str = ""
 

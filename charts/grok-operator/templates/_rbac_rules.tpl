@@ -36,6 +36,13 @@ Keep in step with operator/grok_operator's API module; the RBAC test fails on an
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+{{- if .Values.kueue.enabled }}
+# Kueue integration: the Workload of a replica group that waits for admission, read (by name) for
+# Kueue's reason, which the status reports. Only while a group's pods carry Kueue's gate.
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["workloads"]
+  verbs: ["get"]
+{{- end }}
 {{- if and .Values.peering.enabled .Values.watch.namespaces }}
 # kopf peering of namespaced operators: keep-alives in a KopfPeering in each watched namespace.
 - apiGroups: ["kopf.dev"]

@@ -85,6 +85,8 @@ class CheckpointSource(ApiModel):
     """Object-store URI (e.g. s3://bucket/grok-1) to fetch the checkpoint from. Reserved: not supported by this operator version yet; use pvc or hostPath."""
     path: str = ""
     """Directory inside the volume that holds `ckpt-0/` (or is it); empty means the volume root."""
+    verify: bool = False
+    """Check every file's sha256 against `checkpoint-manifest.json` (beside `ckpt-0/`, written by `grok-worker checkpoint manifest DIR`) before loading; the load fails naming each mismatching file. Reads the whole checkpoint once more on every host. File sizes are always checked when a manifest is present."""
 
 
 class ModelDimensions(ApiModel):
@@ -274,6 +276,8 @@ class GrokDeploymentSpec(ApiModel):
     """Scheduler that places the worker pods; empty means the default scheduler."""
     service_account_name: str = ""
     """ServiceAccount of the worker pods; empty means the namespace's default."""
+    queue_name: str = Field(default="", max_length=63, pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$")
+    """Kueue LocalQueue (in this namespace) that admits the replica groups: each group's pods form one Kueue pod group, admitted whole or not at all and counted against the ClusterQueue's quota (docs/scheduling.md). Empty: the kueue.x-k8s.io/queue-name label of this GrokDeployment, if any; else no queueing."""
     env: list[dict[str, Any]] = Field(
         default_factory=list, json_schema_extra=_free_form_items("A core/v1 EnvVar.")
     )

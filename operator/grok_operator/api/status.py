@@ -60,7 +60,7 @@ class GroupStatus(ApiModel):
     name: str
     """Name of the group's StatefulSet."""
     state: str
-    """Ready, Loading, Unschedulable, Failed, Recreating or Absent."""
+    """Ready, Loading, WaitingForAdmission (queued in Kueue), Unschedulable, Failed, Recreating or Absent."""
     ready_hosts: int = 0
     """Pods of the group that are Ready."""
     updated: bool = False
@@ -81,7 +81,7 @@ class GrokDeploymentStatus(ApiModel):
     updated_replicas: int = 0
     """Replica groups running the current pod template."""
     phase: str = ""
-    """One-word summary: Pending, Loading, Ready, Rolling, Degraded, Unschedulable, Infeasible, Invalid or ScaledToZero."""
+    """One-word summary: Pending, Queued (waiting for Kueue to admit a group), Loading, Ready, Rolling, Degraded, Unschedulable, Infeasible, Invalid or ScaledToZero."""
     conditions: list[Condition] = Field(default_factory=list)
     """Ready, Progressing and Degraded, with reasons that tell invalid specs, missing capacity and crashes apart."""
     endpoint: str = ""

@@ -26,6 +26,8 @@ class Owner:
     name: str
     namespace: str
     uid: str
+    #: The GrokDeployment's own labels (render/kueue.py reads Kueue's queue and priority labels).
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 def group_name(name: str, index: int) -> str:

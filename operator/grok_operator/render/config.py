@@ -30,6 +30,7 @@ def worker_config(valid: ValidSpec) -> WorkerConfig:
             dims=model.dimensions.to_contract() if model.dimensions is not None else None,
             quantization=model.quantization,
             checkpoint_path=_in_checkpoint_volume(model.checkpoint.path),
+            checkpoint_verify=model.checkpoint.verify,
             tokenizer_path=_in_checkpoint_volume(model.tokenizer_path) if model.tokenizer_path else "",
         ),
         mesh=valid.mesh,

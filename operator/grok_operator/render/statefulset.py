@@ -29,9 +29,10 @@ from grok_operator.render.common import (
     stable_hash,
 )
 from grok_operator.render.config import CHECKPOINT_MOUNT_DIR, config_hash
+from grok_operator.render.kueue import pod_group_label, pod_group_metadata
 from grok_operator.validation import ValidSpec
 from grok_worker.contract import CONFIG_FILE_NAME, CONFIG_MOUNT_DIR, DEFAULT_COORDINATOR_PORT, Env
-from grok_worker.shard_plan import max_host_read_bytes
+from grok_worker.shard_plan import host_read_bytes, max_host_read_bytes
 
 #: Startup probe period; the failure threshold is derived from the checkpoint size.
 STARTUP_PERIOD_SECONDS = 10
@@ -43,8 +44,11 @@ STARTUP_READ_BYTES_PER_SECOND = 256 * 2**20
 
 def startup_failure_threshold(valid: ValidSpec) -> int:
     """Startup probe failures allowed: the base budget plus the time to read the checkpoint bytes the
-    busiest host of the group reads (the sharding plan's per-host read bytes, which the loader reads)."""
+    busiest host of the group reads (the sharding plan's per-host read bytes, which the loader reads),
+    and with `checkpoint.verify` the whole checkpoint once more (its sha256 digests)."""
     per_host = max_host_read_bytes(valid.model, valid.mesh, valid.spec.topology.hosts_per_replica)
+    if valid.spec.model.checkpoint.verify:  # every host hashes every whole file before loading
+        per_host += host_read_bytes(valid.model, valid.mesh, 1, 0)  # one host of one: all of it
     budget = STARTUP_BASE_SECONDS + per_host / STARTUP_READ_BYTES_PER_SECOND
     return math.ceil(budget / STARTUP_PERIOD_SECONDS)
 
@@ -150,10 +154,11 @@ def _unhashed_pod_template(owner: Owner, valid: ValidSpec, index: int) -> Obj:
         "serviceAccountName": spec.service_account_name,
     }
     pod_spec.update({key: value for key, value in optional.items() if value})
+    kueue_labels, kueue_annotations = pod_group_metadata(owner, valid)
     template: Obj = {
         "metadata": {
-            "labels": group_labels(owner.name, index),
-            "annotations": {c.ANNOTATION_CONFIG_HASH: config_hash(valid)},
+            "labels": {**group_labels(owner.name, index), **kueue_labels},
+            "annotations": {c.ANNOTATION_CONFIG_HASH: config_hash(valid), **kueue_annotations},
         },
         "spec": pod_spec,
     }
@@ -170,7 +175,9 @@ def template_hash(owner: Owner, valid: ValidSpec) -> str:
 def pod_template(owner: Owner, valid: ValidSpec, index: int) -> Obj:
     """The pod template of group `index`, labelled with the template hash."""
     template = _unhashed_pod_template(owner, valid, index)
-    template["metadata"]["labels"][c.LABEL_TEMPLATE_HASH] = template_hash(owner, valid)
+    digest = template_hash(owner, valid)
+    template["metadata"]["labels"][c.LABEL_TEMPLATE_HASH] = digest
+    template["metadata"]["labels"].update(pod_group_label(owner, valid, index, digest))
     return template
 
 

@@ -6,22 +6,23 @@ protocol-4 pickle of a float32 numpy array or of a `QuantizedWeight8bit` (int8 `
 ml_dtypes bfloat16 `scales`), whose class the release pickled as `__main__.QuantizedWeight8bit`
 (and some copies as `model.QuantizedWeight8bit`).
 
-Reading: `read_leaf(path)` unpickles with `ReleaseUnpickler`, which resolves only the handful of
-globals such a pickle names (numpy array reconstruction, numpy dtype, ml_dtypes.bfloat16, the
-QuantizedWeight8bit class); any other global (os.system, builtins.eval, ...) is refused with an
-error naming the file, before anything runs. Writing: `write_leaf(path, value)` emits the same
+Reading: `read_leaf(path)` indexes the pickle with `pickle_index` (no pickled state is ever
+applied, any global but the handful a release pickle names is refused, array bytes are located, not
+read) and then reads the array bytes with `reader` into buffers of the reader's own dtypes. Writing: `write_leaf(path, value)` emits the same
 pickles the release wrote, with the release's module names.
 """
 
 from __future__ import annotations
 
-import io
 import pickle
 from pathlib import Path
 from typing import Any
 
-import ml_dtypes
 import numpy as np
+
+from grok_worker.checkpoint.errors import CheckpointFormatError
+from grok_worker.checkpoint.pickle_index import ArrayRef, index_leaf
+from grok_worker.checkpoint.reader import read_array
 
 CKPT_DIR = "ckpt-0"
 #: Host shard suffix of every file of a single-host checkpoint (the release's).
@@ -44,75 +45,17 @@ class QuantizedWeight8bit:
         self.scales = scales
 
 
-class CheckpointFormatError(ValueError):
-    """A checkpoint file that is not what the release format and the model config say it must be."""
-
-
-#: (module, name) -> object: everything a release pickle may name, and nothing else.
-_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("numpy.core.multiarray", "_reconstruct"): _NUMPY_RECONSTRUCT,
-    ("numpy._core.multiarray", "_reconstruct"): _NUMPY_RECONSTRUCT,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    ("ml_dtypes", "bfloat16"): ml_dtypes.bfloat16,
-    ("__main__", "QuantizedWeight8bit"): QuantizedWeight8bit,
-    ("model", "QuantizedWeight8bit"): QuantizedWeight8bit,
-}
-_ALLOWED_DTYPES = frozenset({np.dtype(np.float32), np.dtype(np.int8), np.dtype(ml_dtypes.bfloat16)})
-
-
-class ReleaseUnpickler(pickle.Unpickler):
-    """An Unpickler that resolves only the globals a release checkpoint file contains."""
-
-    def __init__(self, file: io.BufferedIOBase, source: str) -> None:
-        super().__init__(file)
-        self._source = source
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise CheckpointFormatError(
-                f"{self._source}: refusing to unpickle {module}.{name}; a Grok-1 checkpoint file holds only "
-                "numpy arrays and QuantizedWeight8bit. The file is not a release checkpoint (or was tampered "
-                "with): do not load it."
-            ) from None
-
-
-def _check_array(value: Any, source: str, what: str) -> np.ndarray:
-    if not isinstance(value, np.ndarray):
-        raise CheckpointFormatError(f"{source}: {what} is a {type(value).__name__}, expected a numpy array")
-    if value.dtype not in _ALLOWED_DTYPES:
-        raise CheckpointFormatError(
-            f"{source}: {what} has dtype {value.dtype}; release checkpoints hold float32, int8 and bfloat16 only"
-        )
-    return value
+def _read_array(ref: ArrayRef) -> np.ndarray:
+    return read_array(ref)[0]
 
 
 def read_leaf(path: Path) -> np.ndarray | QuantizedWeight8bit:
-    """Unpickle one checkpoint file safely; errors name the file and say what is wrong."""
-    source = str(path)
-    try:
-        with open(path, "rb") as f:
-            value = ReleaseUnpickler(f, source).load()
-    except FileNotFoundError:
-        raise CheckpointFormatError(f"{source}: file is missing from the checkpoint") from None
-    except CheckpointFormatError:
-        raise
-    except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError) as e:
-        raise CheckpointFormatError(
-            f"{source}: not a readable checkpoint pickle (truncated or corrupt file?): {type(e).__name__}: {e}"
-        ) from None
-    if isinstance(value, QuantizedWeight8bit):
-        state = vars(value)
-        if set(state) != {"weight", "scales"}:
-            raise CheckpointFormatError(
-                f"{source}: QuantizedWeight8bit has fields {sorted(state)}, expected ['scales', 'weight']"
-            )
-        _check_array(value.weight, source, "QuantizedWeight8bit.weight")
-        _check_array(value.scales, source, "QuantizedWeight8bit.scales")
-        return value
-    return _check_array(value, source, "the pickled value")
+    """Read one checkpoint file whole, safely (`pickle_index` + `reader`); errors name the file."""
+    index, _ = index_leaf(path)
+    if index.weight is not None and index.scales is not None:
+        return QuantizedWeight8bit(weight=_read_array(index.weight), scales=_read_array(index.scales))
+    assert index.array is not None
+    return _read_array(index.array)
 
 
 class _ReleasePickler(pickle._Pickler):
@@ -143,3 +86,13 @@ def write_leaf(path: Path, value: np.ndarray | QuantizedWeight8bit) -> None:
     with open(tmp, "wb") as f:
         _ReleasePickler(f, protocol=4).dump(value)
     tmp.replace(path)
+
+
+__all__ = [
+    "CKPT_DIR",
+    "CheckpointFormatError",
+    "QuantizedWeight8bit",
+    "leaf_file_name",
+    "read_leaf",
+    "write_leaf",
+]

@@ -346,14 +346,32 @@ def model_factory(config: ResolvedConfig, random_weights: bool = False) -> tuple
                 init_params(cfg, jax.random.key(0), section.quantization), cfg, section.quantization, mesh
             )
         else:
-            from grok_worker.checkpoint import load_checkpoint
+            from grok_worker.checkpoint.loader import load_checkpoint_with_stats
+
+            verify = section.checkpoint_verify
+            share = 0.5 if verify else 0.0  # of the load's progress range spent hashing
+
+            def hashed(done: int, total: int) -> None:
+                fraction = done / total if total else 1.0
+                progress(share * fraction, f"verifying sha256: {done / 2**20:.0f} of {total / 2**20:.0f} MiB")
 
             def report(done: int, total: int) -> None:
+                fraction = done / total if total else 1.0
                 progress(
-                    done / total if total else 1.0, f"loaded {done / 2**20:.0f} of {total / 2**20:.0f} MiB"
+                    share + (1 - share) * fraction,
+                    f"loaded {done / 2**20:.0f} of {total / 2**20:.0f} MiB (this host's share)",
                 )
 
-            params = load_checkpoint(section.checkpoint_path, cfg, mesh, report, section.quantization)
+            params, stats = load_checkpoint_with_stats(
+                section.checkpoint_path,
+                cfg,
+                mesh,
+                report,
+                section.quantization,
+                verify=verify,
+                verify_progress=hashed,
+            )
+            progress(1.0, f"loaded {stats.bytes_read / 2**20:.0f} MiB of {stats.file_bytes / 2**20:.0f} MiB")
         tokenizer = load_tokenizer(section.tokenizer_path)
         engine = ModelEngine(
             cfg, params, serving.max_batch, serving.max_seq_len, config.buckets, mesh, serving.prefill_chunk

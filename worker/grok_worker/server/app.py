@@ -27,7 +27,7 @@ from grok_worker.metrics import ServingMetrics
 from grok_worker.server.frontend import Frontend
 from grok_worker.server.http_api import HttpApi
 from grok_worker.server.servicer import GenerationServicer
-from grok_worker.server.state import LoadState, WorkerState
+from grok_worker.server.state import LoadState, WorkerState, write_termination_message
 from grok_worker.server.wire import HealthServicer, add_generation_service, enable_reflection
 
 log = logging.getLogger(__name__)
@@ -169,6 +169,7 @@ class WorkerServer:
             self.scheduler.fail(message)
         await self.state.set(LoadState.FAILED, message)
         self.state.set_progress(self.state.progress, message)
+        write_termination_message(message)
 
     async def drain(self, grace: float | None = None) -> bool:
         """Stop taking requests, give in-flight ones `grace` seconds, then stop. True if all finished."""

@@ -7,13 +7,31 @@ Every change updates grpc.health.v1 (SERVING only in SERVING) and the metrics.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from grpc_health.v1 import health_pb2
 
 from grok_worker.metrics import ServingMetrics
+
+#: Kubernetes shows this file's text as the container's termination message (its default path);
+#: the operator copies it into the GrokDeployment's status. Overridable for tests.
+TERMINATION_LOG_ENV = "GROK_TERMINATION_LOG"
+_TERMINATION_LOG = "/dev/termination-log"
+
+
+def write_termination_message(message: str) -> None:
+    """Leave why the worker is failing where Kubernetes (and so the operator) will read it."""
+    path = Path(os.environ.get(TERMINATION_LOG_ENV, _TERMINATION_LOG))
+    if not path.parent.is_dir() or (not path.exists() and path.parent == Path("/dev")):
+        return  # not in a Kubernetes container: nothing reads it
+    with contextlib.suppress(OSError):  # reporting must never hide the failure itself
+        path.write_text(message[-4000:])  # Kubernetes keeps at most 4096 bytes
+
 
 #: Service names whose health we publish: "" (the whole server) and the generation service.
 GENERATION_SERVICE = "grok.v1.GenerationService"
