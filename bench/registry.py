@@ -28,6 +28,10 @@ BENCHMARKS: dict[str, Entry] = {
     "checkpoint": Entry("bench.checkpoint_load", True, "5 checkpoint load ÷ plain file reading"),
     "startup": Entry("bench.startup", False, "7 worker start -> SERVING (import, load, compile)"),
     "serving": Entry("bench.serving", False, "3 batching gain, 4 gRPC overhead, TTFT/ITL under Poisson load"),
+    "http": Entry("bench.openai_http", False, "11 streamed HTTP (OpenAI API) per-token time ÷ engine step"),
+    "chunked": Entry(
+        "bench.prefill_chunks", False, "10 running streams' ITL p99 with max-length prompts ÷ p50 alone"
+    ),
     "operator": Entry("bench.operator_apply", False, "6 apply -> children, 100 to Ready, idle writes"),
     "collectives": Entry(
         "bench.collectives",

@@ -17,6 +17,7 @@ says why and stands in for the pods with local processes:
      StatefulSet the operator rendered, config from its ConfigMap (paths mapped to the local folder
      the pod's checkpoint volume stands for);
   7. `grok generate` streaming text from the worker's gRPC API.
+  8. the same prompt through the worker's OpenAI-compatible HTTP API (the `openai` package).
 `down` stops those processes by pid, uninstalls the chart, deletes the demo namespace, stops the
 cluster if `up` started it, and removes the state folder.
 
@@ -54,7 +55,7 @@ OPERATOR_NAMESPACE = "grok-system"
 DEMO_NAMESPACE = "grok-demo"
 CLUSTER_NAME = "grok-demo"
 PROMPT = "The quick brown fox"
-STEPS = 7
+STEPS = 8
 #: What the demo's tiny tokenizer is trained on (a few seconds); the model's weights are random, so
 #: the generated text is a random walk over these pieces, not prose.
 TOKENIZER_CORPUS = [
@@ -104,7 +105,16 @@ def say(text: str) -> None:
 
 
 #: Short names of the steps for the closing timing summary.
-STEP_LABELS = {1: "cluster", 2: "chart", 3: "operator", 4: "model", 5: "ready", 6: "worker", 7: "generate"}
+STEP_LABELS = {
+    1: "cluster",
+    2: "chart",
+    3: "operator",
+    4: "model",
+    5: "ready",
+    6: "worker",
+    7: "generate",
+    8: "openai",
+}
 #: (label, monotonic start) of each step of this run, for the closing summary.
 _STEP_STARTS: list[tuple[str, float]] = []
 
@@ -473,7 +483,13 @@ def worker_launch(
                     "tokenizer_path": local(config.model.tokenizer_path),
                 }
             ),
-            "serving": config.serving.model_copy(update={"port": port, "metrics_port": free_port()}),
+            "serving": config.serving.model_copy(
+                update={
+                    "port": port,
+                    "metrics_port": free_port(),
+                    "http_port": free_port() if config.serving.http_port else 0,
+                }
+            ),
         }
     )
     config_file = state_dir / CONFIG_FILE_NAME
@@ -608,10 +624,11 @@ def up_pods(state: DemoState, prompt: str, max_tokens: int, cluster_name: str) -
         f"    the Service {endpoint or state.deployment} has ClusterIP {state.worker_target}; kube-proxy routes"
     )
     say("    it from this machine to the worker pod")
-    say("    (random weights: expect gibberish, streamed token by token, sampled with a fixed seed)")
-    grok = console_script("grok")
-    argv = [grok, "generate", "--target", state.worker_target, "--max-tokens", str(max_tokens)]
-    subprocess.run([*argv, "--temperature", "0.8", "--seed", "0", prompt], check=True)
+    generate(state.worker_target, prompt, max_tokens)
+    step(8, "The same through the Service's OpenAI-compatible HTTP port")
+    complete_over_http(
+        f"http://{demo_pods.service_target(handle, DEMO_NAMESPACE, ready, 'http')}", prompt, max_tokens
+    )
     say(f"\nDone in {time.monotonic() - _STEP_STARTS[0][1]:.0f}s ({step_summary()}).")
     say("Everything is still running; try:")
     say(f"    export KUBECONFIG={state.kubeconfig}")
@@ -621,6 +638,37 @@ def up_pods(state: DemoState, prompt: str, max_tokens: int, cluster_name: str) -
     say(f"    grok generate --target {state.worker_target} 'Once upon a time'")
     say("    python -m grok_devcluster.demo down      # tear it all down, the machine restored")
     handle.close()
+
+
+def generate(target: str, prompt: str, max_tokens: int) -> None:
+    """`grok generate` against the worker's gRPC API, as a user types it."""
+    say("    (random weights: expect gibberish, streamed token by token, sampled with a fixed seed)")
+    grok = console_script("grok")
+    argv = [grok, "generate", "--target", target, "--max-tokens", str(max_tokens)]
+    subprocess.run([*argv, "--temperature", "0.8", "--seed", "0", prompt], check=True)
+
+
+def host_http_url(state: DemoState) -> str | None:
+    """The host-process worker's HTTP API, or None when the GrokDeployment turned it off."""
+    from grok_worker.contract import CONFIG_FILE_NAME, WorkerConfig
+
+    config = WorkerConfig.from_file(Path(state.state_dir) / CONFIG_FILE_NAME)
+    return f"http://127.0.0.1:{config.serving.http_port}" if config.serving.http_port else None
+
+
+def complete_over_http(url: str, prompt: str, max_tokens: int) -> None:
+    """The same worker through its OpenAI-compatible HTTP API at `url`, with the `openai` package."""
+    import openai
+
+    body = json.dumps({"prompt": prompt, "max_tokens": max_tokens, "temperature": 0.8, "seed": 0})
+    say(f"    curl {url}/v1/completions -H 'Content-Type: application/json' -d '{body}'")
+    with openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0) as client:
+        model = client.models.list().data[0].id
+        completion = client.completions.create(
+            model=model, prompt=prompt, max_tokens=max_tokens, temperature=0.8, seed=0
+        )
+    choice = completion.choices[0]
+    say(f"    openai: model {model!r}, finish_reason {choice.finish_reason!r}, text {choice.text!r}")
 
 
 def up(
@@ -662,10 +710,13 @@ def up(
     endpoint = (ready.get("status") or {}).get("endpoint", "")
     say(f"    in a cluster, clients use the GrokDeployment's Service ({endpoint or 'status.endpoint'});")
     say(f"    no kube-proxy runs here, so the CLI talks to the leader directly at {state.worker_target}")
-    say("    (random weights: expect gibberish, streamed token by token, sampled with a fixed seed)")
-    grok = console_script("grok")
-    argv = [grok, "generate", "--target", state.worker_target, "--max-tokens", str(max_tokens)]
-    subprocess.run([*argv, "--temperature", "0.8", "--seed", "0", prompt], check=True)
+    generate(state.worker_target, prompt, max_tokens)
+    step(8, "The same through the OpenAI-compatible HTTP API")
+    url = host_http_url(state)
+    if url is None:
+        say("    the GrokDeployment has spec.serving.http.enabled: false; skipping")
+    else:
+        complete_over_http(url, prompt, max_tokens)
     say(f"\nDone in {time.monotonic() - _STEP_STARTS[0][1]:.0f}s ({step_summary()}).")
     say("Everything is still running; try:")
     say(f"    KUBECONFIG={state.kubeconfig} kubectl get grokdeployments,pods -A")

@@ -99,10 +99,13 @@ def grokdeployment_manifest(example: Path, worker: BuiltImage, model_dir: Path) 
     return document
 
 
-def service_target(handle: ClusterHandle, namespace: str, deployment: dict[str, Any]) -> str:
-    """ClusterIP:port of the GrokDeployment's client Service (status.endpoint names it)."""
+def service_target(
+    handle: ClusterHandle, namespace: str, deployment: dict[str, Any], port_name: str = "grpc"
+) -> str:
+    """ClusterIP:port of the GrokDeployment's client Service (status.endpoint names it) for the
+    Service port `port_name` ("grpc", or "http" for the OpenAI-compatible API)."""
     endpoint = (deployment.get("status") or {}).get("endpoint", "")
     name = endpoint.split(".")[0] if endpoint else deployment["metadata"]["name"]
     service = json.loads(handle.kubectl("get", "service", name, "-n", namespace, "-o", "json").stdout)
-    port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "grpc")
+    port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == port_name)
     return f"{service['spec']['clusterIP']}:{port}"

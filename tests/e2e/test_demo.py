@@ -32,7 +32,7 @@ from grok_devcluster.demo import (
 )
 from grok_worker.contract import CONFIG_FILE_NAME, Env, WorkerConfig
 
-STEPS = [f"[{i}/7]" for i in range(1, 8)]
+STEPS = [f"[{i}/8]" for i in range(1, 9)]
 
 
 def run_demo(command: str, state_dir: Path, *extra: str, env: dict[str, str] | None = None) -> str:
@@ -58,6 +58,7 @@ def assert_demo_ran(output: str, state: dict[str, Any]) -> None:
     assert "phase=Ready ready=1/1" in output
     assert "worker is SERVING" in output
     assert "[length, 24 tokens]" in output, output
+    assert "openai: model 'tiny', finish_reason 'length'" in output, output
     assert set(state["pids"]) == {"operator", "worker"}
     assert all(alive(pid) for pid in state["pids"].values())
 
@@ -187,7 +188,7 @@ CONFIG = WorkerConfig.model_validate(
             "checkpoint_path": "/models/ckpt",
             "tokenizer_path": "/models/tokenizer.model",
         },
-        "serving": {"port": 50051, "metrics_port": 9090},
+        "serving": {"port": 50051, "metrics_port": 9090, "http_port": 8000},
     }
 )
 VOLUMES = [
@@ -214,6 +215,7 @@ def test_the_worker_gets_pod_zeros_env_with_the_checkpoint_mount_mapped_to_the_l
     assert written.model.tokenizer_path == str(tmp_path / "model" / "tokenizer.model")
     assert written.serving.port == port != 50051
     assert written.serving.metrics_port not in (9090, port)
+    assert written.serving.http_port not in (0, 8000, port)
     assert written.model.preset == "tiny"
 
 

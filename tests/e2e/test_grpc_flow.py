@@ -99,8 +99,10 @@ async def test_drain_finishes_in_flight_requests_and_refuses_new_ones(
         assert await drain is True
 
 
-async def test_drain_past_its_grace_cancels_what_is_left(slow: tuple[WorkerServer, MockEngine]) -> None:
-    server, _ = slow
+async def test_drain_past_its_grace_ends_what_is_left_unavailable(
+    slow: tuple[WorkerServer, MockEngine],
+) -> None:
+    server, engine = slow
     async with AsyncGrokClient(f"127.0.0.1:{server.port}") as client:
         messages: list[pb.GenerateStreamResponse] = []
 
@@ -111,8 +113,14 @@ async def test_drain_past_its_grace_cancels_what_is_left(slow: tuple[WorkerServe
         task = asyncio.create_task(consume())
         await _wait_for(lambda: len(messages) >= 2)
         assert await server.drain(0.1) is False
-        await asyncio.wait_for(task, 5)
-        assert messages[-1].finish_reason == pb.FINISH_REASON_CANCELLED
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await asyncio.wait_for(task, 5)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE  # the client knows to retry elsewhere
+        assert "drain grace of 0.1s passed" in (err.value.details() or "")
+        assert all(m.finish_reason == 0 for m in messages)
+        steps = engine.decode_steps
+        await asyncio.sleep(0.2)
+        assert engine.decode_steps == steps  # the slot was freed: no more steps run for it
 
 
 async def test_concurrent_streams_equal_the_same_requests_one_at_a_time() -> None:
@@ -149,8 +157,8 @@ async def test_metrics_endpoint_reports_outcomes_and_latency(slow: tuple[WorkerS
             await client.generate("a", max_tokens=-1)
     url = f"http://127.0.0.1:{server.metrics_port}/metrics"
     body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
-    assert 'grok_requests_total{outcome="length"} 1.0' in body
-    assert 'grok_requests_total{outcome="rejected_invalid"} 1.0' in body
+    assert 'grok_requests_total{api="grpc",outcome="length"} 1.0' in body
+    assert 'grok_requests_total{api="grpc",outcome="rejected_invalid"} 1.0' in body
     assert "grok_time_to_first_token_seconds_count 1.0" in body
     assert "grok_inter_token_latency_seconds_count 2.0" in body
     assert "grok_generated_tokens_total 3.0" in body

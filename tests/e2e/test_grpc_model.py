@@ -54,6 +54,8 @@ def target(checkpoint: Path, tokenizer_path: Path) -> Iterator[str]:
         "32",
         "--prefill-buckets",
         "16",
+        "--prefill-chunk",
+        "4",  # the 10-token prompt below is prefilled in 3 chunks
         "--metrics-port",
         "0",
     )

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,6 +70,54 @@ def test_sigterm_drains_in_flight_requests_then_exits_zero(
     assert "".join(m.text for m in got) == "bcdefghijklm"
     assert got[-1].finish_reason == pb.FINISH_REASON_LENGTH
     assert proc.wait(20) == 0
+
+
+def test_a_second_signal_during_the_drain_exits_at_once(
+    worker: tuple[subprocess.Popen[str], GrokClient],
+) -> None:
+    proc, client = worker
+    got: list[pb.GenerateStreamResponse] = []
+    errors: list[grpc.RpcError] = []
+
+    def consume() -> None:
+        try:
+            got.extend(client.generate_stream("a", max_tokens=60, stop_at_eos=False))  # 3 s of steps
+        except grpc.RpcError as err:
+            errors.append(err)
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    while not got:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)  # drain: the stream would have 10 s to finish
+    time.sleep(0.2)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(5) == 128 + signal.SIGINT
+    thread.join(20)
+    assert len(got) < 60
+    assert errors  # the client sees the connection end rather than a quiet OK
+
+
+def test_serve_with_an_http_port_answers_openai_requests_beside_grpc() -> None:
+    port, http_port = free_port(), free_port()
+    proc = serve_mock(port, "--http-port", str(http_port))
+    try:
+        wait_serving(f"127.0.0.1:{port}", proc)
+        body = json.dumps({"prompt": "abc", "max_tokens": 3, "temperature": 0}).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{http_port}/v1/completions", body, {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=20) as response:
+            reply = json.loads(response.read())
+        assert reply["choices"][0]["text"] == "def"
+        with GrokClient(f"127.0.0.1:{port}", timeout=20) as client:
+            assert client.generate("abc", max_tokens=3).text == "def"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def test_bad_config_file_exits_non_zero_naming_the_field(tmp_path: Path) -> None:

@@ -113,6 +113,16 @@ def test_worker_process_benchmarks_run_at_smoke_size(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_http_and_chunked_prefill_benchmarks_run_at_smoke_size(tmp_path: Path) -> None:
+    names = by_bench(run_bench(["http", "chunked"], tmp_path))
+    assert names["http"] == ["http_per_token_time_tiny", "grpc_per_token_time_tiny"]
+    assert names["chunked"] == [
+        "itl_p99_with_max_length_prompts_tiny",
+        "itl_p99_with_max_length_prompts_unchunked_tiny",
+    ]
+
+
+@pytest.mark.slow
 def test_gpu_benchmark_logic_runs_at_toy_size_and_writes_files(tmp_path: Path) -> None:
     out = tmp_path / "gpu"
     proc = subprocess.run(

@@ -24,11 +24,13 @@ TOK = ByteTokenizer()
 class Group:
     """A leader broadcaster and one follower replaying onto its own MockEngine in a thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefill_chunk: int = 0) -> None:
         self.lost: list[str] = []
         self.broadcaster = StepBroadcaster(0, 1, self.lost.append, host="127.0.0.1")
-        self.leader = BroadcastingEngine(MockEngine(max_batch=2), self.broadcaster)
-        self.follower_engine = MockEngine(max_batch=2)
+        self.leader = BroadcastingEngine(
+            MockEngine(max_batch=2, prefill_chunk=prefill_chunk), self.broadcaster
+        )
+        self.follower_engine = MockEngine(max_batch=2, prefill_chunk=prefill_chunk)
         self.follower = StepFollower("127.0.0.1", self.broadcaster.port, process_id=1)
         self.follower.connect(timeout=10)
         self.broadcaster.wait_for_followers(timeout=10)
@@ -61,6 +63,32 @@ def test_follower_ends_in_the_same_state_as_the_leader_and_exits_on_shutdown() -
     np.testing.assert_array_equal(follower._sampling.seeds, leader._sampling.seeds)
     assert first.token != 0
     assert len(outs) == 4
+
+
+def test_follower_replays_a_chunked_prefill_with_decode_steps_between_its_chunks() -> None:
+    group = Group(prefill_chunk=8)
+    prefix, _ = group.leader.prefill(TOK.encode("abc"), SamplingParams())
+    group.leader.insert(prefix, 0)
+    chunked = group.leader.begin_prefill(TOK.encode("A" * 20), SamplingParams(temperature=1.0, seed=3))
+    between = []
+    while group.leader.prefill_chunk(chunked) is None:
+        between.append(group.leader.decode()[0].token)  # slot 0 keeps decoding between chunks
+    group.leader.insert(chunked, 1)
+    last = group.leader.decode()
+    group.broadcaster.close()
+    group.thread.join(10)
+    assert group.error is None
+    follower, leader = group.follower_engine, group.leader.inner
+    assert isinstance(leader, MockEngine)
+    assert (
+        list(follower.ops)
+        == list(leader.ops)
+        == ["prefill", "chunk", "decode", "chunk", "decode", "chunk", "decode"]
+    )
+    np.testing.assert_array_equal(follower._last, leader._last)
+    np.testing.assert_array_equal(follower._positions, leader._positions)
+    assert len(between) == 2  # 20 prompt tokens: 3 chunks of 8, decode steps between them
+    assert last[1].token == leader._last[1]
 
 
 def test_a_lost_follower_is_reported_at_once() -> None:

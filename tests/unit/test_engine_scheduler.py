@@ -112,3 +112,88 @@ async def test_an_engine_failure_ends_every_request_with_an_error_and_stops_acce
     with pytest.raises(NotAcceptingError, match="device lost"):
         scheduler.submit(req("a"))
     await scheduler.stop()
+
+
+async def test_a_long_prompt_is_prefilled_in_chunks_between_the_running_streams_decode_steps() -> None:
+    engine = MockEngine(max_batch=4, max_seq_len=64, prefill_buckets=(8, 16, 32), prefill_chunk=8)
+    scheduler = Scheduler(engine, TOK, max_queue=8)
+    scheduler.start()
+    try:
+        running = scheduler.submit(req("a", 20, stop_at_eos=False))
+        events = running.events()
+        await anext(events)  # the running stream holds a slot and is decoding
+        engine.ops.clear()
+        long = scheduler.submit(req("A" * 29 + "k", 3))  # 30 tokens: 4 chunks of 8
+        text = "".join(e.text for e in await collect(long.events()))
+        assert text == "lmn"  # the same continuation as an unchunked prefill
+        ops = list(engine.ops)
+        assert ops.count("chunk") == 4
+        assert "prefill" not in ops
+        chunks = [i for i, op in enumerate(ops) if op == "chunk"]
+        # every chunk is followed by a decode step for the running stream before the next chunk
+        assert all(ops[i + 1] == "decode" for i in chunks)
+        rest = "".join([e.text async for e in events])
+        assert rest == "cdefghijklmnopqrstu"  # the running stream lost nothing
+    finally:
+        await scheduler.stop()
+
+
+async def test_short_prompts_admitted_in_one_step_stay_within_one_chunk_of_prefill_tokens() -> None:
+    engine = MockEngine(max_batch=4, max_seq_len=64, prefill_buckets=(8, 16, 32), prefill_chunk=16)
+    scheduler = Scheduler(engine, TOK, max_queue=8)
+    scheduler.start()
+    try:
+        with scheduler._cv:  # the engine thread sees all four arrive at once
+            handles = [scheduler.submit(req(p, 2)) for p in "abcd"]  # bucket 8 each: two fit in 16
+        results = await asyncio.gather(*(collect(h.events()) for h in handles))
+        assert ["".join(e.text for e in r) for r in results] == ["bc", "cd", "de", "ef"]
+        ops = list(engine.ops)
+        assert ops[:3] == ["prefill", "prefill", "decode"]
+    finally:
+        await scheduler.stop()
+
+
+async def test_cancelling_a_request_during_its_chunked_prefill_frees_its_slot() -> None:
+    engine = MockEngine(
+        max_batch=1, max_seq_len=64, prefill_buckets=(8, 32), prefill_chunk=8, step_delay=0.01
+    )
+    scheduler = Scheduler(engine, TOK, max_queue=8)
+    scheduler.start()
+    try:
+        long = scheduler.submit(req("A" * 30, 3))
+        while "chunk" not in engine.ops:  # noqa: ASYNC110 (set by the engine thread, not an asyncio task)
+            await asyncio.sleep(0.005)
+        long.cancel()
+        events = await collect(long.events())
+        assert events[-1].finish is FinishReason.CANCELLED
+        after = await collect(scheduler.submit(req("a", 2)).events())  # the one slot is free again
+        assert "".join(e.text for e in after) == "bc"
+    finally:
+        await scheduler.stop()
+
+
+async def test_a_full_queue_suggests_a_retry_delay() -> None:
+    engine = MockEngine(max_batch=1, max_seq_len=64, step_delay=0.01)
+    scheduler = Scheduler(engine, TOK, max_queue=0)
+    scheduler.start()
+    try:
+        first = scheduler.submit(req("a", 3))
+        with pytest.raises(QueueFullError, match=r"retry in \d") as err:
+            scheduler.submit(req("b", 3))
+        assert 0.1 <= err.value.retry_after <= 60
+        await collect(first.events())
+    finally:
+        await scheduler.stop()
+
+
+async def test_a_short_prompt_in_a_bucket_longer_than_a_chunk_costs_one_chunk() -> None:
+    engine = MockEngine(max_batch=2, max_seq_len=64, prefill_buckets=(16, 32), prefill_chunk=8)
+    scheduler = Scheduler(engine, TOK, max_queue=4)
+    scheduler.start()
+    try:
+        events = await collect(scheduler.submit(req("abc", 2)).events())  # 3 tokens, bucket 16 > 8
+        assert "".join(e.text for e in events) == "de"
+        assert engine.ops[0] == "chunk"
+        assert "prefill" not in engine.ops
+    finally:
+        await scheduler.stop()

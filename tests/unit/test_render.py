@@ -344,6 +344,23 @@ def test_the_startup_budget_grows_with_the_checkpoint_size() -> None:
     assert 115 <= extra <= 122
 
 
+def test_the_http_api_port_is_on_the_container_the_client_service_and_in_the_worker_config() -> None:
+    on = valid(serving={"http": {"port": 8080}})
+    ports = {p["name"]: p["containerPort"] for p in container(on)["ports"]}
+    assert ports["http"] == 8080
+    service_ports = {
+        p["name"]: (p["port"], p["targetPort"]) for p in client_service(OWNER, on)["spec"]["ports"]
+    }
+    assert service_ports["http"] == (8080, "http")
+    assert worker_config(on).serving.http_port == 8080
+    assert valid().spec.serving.http.enabled  # on by default, on port 8000
+    assert worker_config(valid()).serving.http_port == 8000
+    off = valid(serving={"http": {"enabled": False}})
+    assert "http" not in {p["name"] for p in container(off)["ports"]}
+    assert "http" not in {p["name"] for p in client_service(OWNER, off)["spec"]["ports"]}
+    assert worker_config(off).serving.http_port == 0
+
+
 def test_the_startup_budget_is_the_plans_bytes_for_the_busiest_host() -> None:
     from grok_worker.shard_plan import host_read_bytes
 

@@ -24,6 +24,8 @@ CONFIG_FILE_NAME = "worker.json"
 #: Ports the worker listens on unless the config says otherwise.
 DEFAULT_GRPC_PORT = 50051
 DEFAULT_METRICS_PORT = 9090
+#: Port of the OpenAI-compatible HTTP API.
+DEFAULT_HTTP_PORT = 8000
 #: Port the group's leader (host 0) opens for jax.distributed's coordinator service.
 DEFAULT_COORDINATOR_PORT = 8476
 
@@ -122,6 +124,8 @@ class ServingSection(BaseModel):
 
     port: int = Field(default=DEFAULT_GRPC_PORT, ge=1, le=65535)
     metrics_port: int = Field(default=DEFAULT_METRICS_PORT, ge=0, le=65535)
+    #: Port of the OpenAI-compatible HTTP API beside gRPC; 0 = no HTTP API.
+    http_port: int = Field(default=0, ge=0, le=65535)
     #: Decode slots: requests decoded together in one batched step.
     max_batch: int = Field(default=8, ge=1)
     #: Longest prompt + completion a request may use; also the KV-cache length per slot.
@@ -133,6 +137,9 @@ class ServingSection(BaseModel):
     #: Seconds in-flight requests get to finish after SIGTERM before they are cancelled.
     drain_grace_seconds: float = Field(default=30.0, ge=0)
     max_stop_strings: int = Field(default=8, ge=0)
+    #: Prompts whose prefill bucket is longer than this many tokens are prefilled in chunks of it,
+    #: with a decode step for the running requests between chunks; 0 = whole prompts at once.
+    prefill_chunk: int = Field(default=256, ge=0)
 
 
 class WorkerConfig(BaseModel):

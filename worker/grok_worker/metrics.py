@@ -20,8 +20,8 @@ class ServingMetrics:
         self.requests = Counter(
             "grok_requests",
             "Generation requests by outcome (length, stop, eos, cancelled, error, "
-            "rejected_queue_full, rejected_invalid, rejected_unavailable).",
-            ["outcome"],
+            "rejected_queue_full, rejected_invalid, rejected_unavailable) and front door (grpc, http).",
+            ["outcome", "api"],
             registry=r,
         )
         self.queue_depth = Gauge("grok_queue_depth", "Requests waiting for a decode slot.", registry=r)
@@ -55,8 +55,8 @@ class ServingMetrics:
         )
         self.serving = Gauge("grok_serving", "1 when health is SERVING, else 0.", registry=r)
 
-    def finished(self, outcome: str) -> None:
-        self.requests.labels(outcome=outcome).inc()
+    def finished(self, outcome: str, api: str = "grpc") -> None:
+        self.requests.labels(outcome=outcome, api=api).inc()
 
     def set_queue(self, waiting: int, active: int, slots: int) -> None:
         self.queue_depth.set(waiting)

@@ -28,6 +28,9 @@ class Tokenizer:
                 f"tokenizer model {self.path} not found; set model.tokenizer_path to a .model file"
             )
         self._sp = spm.SentencePieceProcessor(model_file=str(self.path))
+        # Measured once here (the worker loads the tokenizer off the event loop), never per request.
+        pieces = (self._sp.id_to_piece(i) for i in range(self._sp.get_piece_size()))
+        self._max_piece_chars = max(len(str(piece)) for piece in pieces)
         got = (self._sp.pad_id(), self._sp.bos_id(), self._sp.eos_id(), self._sp.unk_id())
         if got != (PAD_ID, BOS_ID, EOS_ID, UNK_ID):
             raise ValueError(
@@ -38,6 +41,12 @@ class Tokenizer:
     @property
     def vocab_size(self) -> int:
         return int(self._sp.get_piece_size())
+
+    @property
+    def max_token_chars(self) -> int:
+        """Longest piece x 4: normalization (NFKC, collapsed whitespace) can make the input a few
+        times longer than the pieces it becomes, so the bound is kept loose rather than exact."""
+        return 4 * self._max_piece_chars
 
     def encode(self, text: str, add_bos: bool = False) -> list[int]:
         ids: list[int] = self._sp.encode(text, out_type=int)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from grok_operator.constants import DEFAULT_IMAGE
-from grok_worker.contract import DEFAULT_GRPC_PORT, DEFAULT_METRICS_PORT, ModelDims
+from grok_worker.contract import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, DEFAULT_METRICS_PORT, ModelDims
 
 #: A Kubernetes resource quantity such as "80Gi", "24G" or "81920Mi".
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
@@ -181,6 +181,15 @@ class TopologySpec(ApiModel):
     """Device-mesh axes. Default: model = gpusPerHost (tensor parallelism inside a host) and expert = hostsPerReplica (experts across hosts); every device on model when the hosts do not divide the experts."""
 
 
+class HttpSpec(ApiModel):
+    """The OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, /health) beside gRPC."""
+
+    enabled: bool = True
+    """Serve the HTTP API on the leader of each group and expose it on the client Service."""
+    port: int = Field(default=DEFAULT_HTTP_PORT, ge=1, le=65535)
+    """Port of the HTTP API (container and client Service)."""
+
+
 class ServingSpec(ApiModel):
     """How each replica group serves requests."""
 
@@ -196,6 +205,8 @@ class ServingSpec(ApiModel):
     """Requests waiting for a slot; beyond it new requests get RESOURCE_EXHAUSTED."""
     drain_grace_seconds: int = Field(default=30, ge=0, le=3600)
     """Seconds in-flight requests get to finish after SIGTERM."""
+    http: HttpSpec = HttpSpec()
+    """The OpenAI-compatible HTTP API, sharing the engine and the request queue with gRPC."""
 
 
 class RolloutSpec(ApiModel):

@@ -41,6 +41,7 @@ def worker_config(valid: ValidSpec) -> WorkerConfig:
             max_seq_len=valid.max_seq_len,
             max_queue=spec.serving.max_queue,
             drain_grace_seconds=float(spec.serving.drain_grace_seconds),
+            http_port=spec.serving.http.port if spec.serving.http.enabled else 0,
         ),
     )
 

@@ -41,9 +41,20 @@ def client_service(owner: Owner, valid: ValidSpec) -> Obj:
                     "appProtocol": "grpc",
                 },
                 {"name": "metrics", "port": serving.metrics_port, "targetPort": "metrics", "protocol": "TCP"},
+                *_http_ports(valid),
             ],
         },
     }
+
+
+def _http_ports(valid: ValidSpec) -> list[Obj]:
+    """The OpenAI-compatible HTTP API's Service port, when it is enabled."""
+    http = valid.spec.serving.http
+    if not http.enabled:
+        return []
+    return [
+        {"name": "http", "port": http.port, "targetPort": "http", "protocol": "TCP", "appProtocol": "http"}
+    ]
 
 
 def headless_service(owner: Owner, valid: ValidSpec, index: int) -> Obj:

@@ -114,6 +114,11 @@ def _container(owner: Owner, valid: ValidSpec, index: int) -> Obj:
             {"name": "grpc", "containerPort": port, "protocol": "TCP"},
             {"name": "metrics", "containerPort": spec.serving.metrics_port, "protocol": "TCP"},
             {"name": "coordinator", "containerPort": DEFAULT_COORDINATOR_PORT, "protocol": "TCP"},
+            *(
+                [{"name": "http", "containerPort": spec.serving.http.port, "protocol": "TCP"}]
+                if spec.serving.http.enabled
+                else []
+            ),
         ],
         "env": _env(owner, valid, index),
         "resources": _resources(valid),

@@ -9,6 +9,13 @@ Data flow (one engine, driven by one thread of the serving loop, `grok_worker.en
    slot (slots nobody uses produce garbage the loop ignores). New requests join between steps.
 4. `release(slot)` tells the engine the slot is free (engines may ignore it).
 
+Chunked prefill: a prompt whose bucket is longer than `spec.prefill_chunk` tokens is prefilled in
+pieces of that many tokens, so the
+serving loop can run a decode step for the other slots between two pieces:
+`begin_prefill(prompt_ids, sampling)` makes an empty prefix, and each `prefill_chunk(prefix)` runs
+the next `prefill_chunk` positions of the prompt into it, returning the first completion token after
+the last piece (None before). The prefix then goes to `insert` like a whole-prompt one.
+
 Engines are stateful (they own the decode state) and are not thread-safe: exactly one thread calls
 them. The same interface is implemented by the hand-checkable `MockEngine`, the real
 `ModelEngine`, and the multi-host `BroadcastingEngine` wrapper.
@@ -53,6 +60,13 @@ class EngineSpec:
     eos_id: int
     #: Prompt-length buckets, ascending; the largest is the longest prompt accepted.
     prefill_buckets: tuple[int, ...]
+    #: Prompts whose bucket is longer than this many tokens are prefilled in chunks of it (0: never).
+    prefill_chunk: int = 0
+
+    def chunked(self, prompt_len: int) -> bool:
+        """Whether a prompt of this many tokens is prefilled in chunks: whenever its bucket is longer
+        than a chunk (a short prompt in a long bucket then costs one chunk, not the bucket)."""
+        return 0 < self.prefill_chunk < bucket_for(prompt_len, self.prefill_buckets)
 
     @property
     def max_prompt_len(self) -> int:
@@ -73,6 +87,12 @@ class Engine(Protocol):
 
     def prefill(self, prompt_ids: Sequence[int], sampling: SamplingParams) -> tuple[Prefix, SampledToken]:
         """Run the prompt; return its prefix and the first sampled completion token."""
+
+    def begin_prefill(self, prompt_ids: Sequence[int], sampling: SamplingParams) -> Prefix:
+        """An empty prefix for a chunked prefill of the prompt (no device work yet)."""
+
+    def prefill_chunk(self, prefix: Prefix) -> SampledToken | None:
+        """Run the prompt's next chunk; the first completion token after the last chunk, else None."""
 
     def insert(self, prefix: Prefix, slot: int) -> None:
         """Place a prefix into decode slot `slot` (0 <= slot < max_batch)."""

@@ -5,11 +5,14 @@ letter "z" is followed by EOS: the prompt "w" generates "xyz" and then stops at 
 `PEAK` on that token and 0 elsewhere, and go through the real sampling function, so temperature,
 top-k, top-p and seeds behave as with a model. `step_delay` slows steps down so tests can cancel,
 fill the queue or hit deadlines while a request is in flight. No KV cache: a slot is just its last
-token (and a position, which feeds the sampling key).
+token (and a position, which feeds the sampling key). With `prefill_chunk` set, prompts longer than
+it are prefilled in chunks (`begin_prefill` / `prefill_chunk`); `ops` records the order of engine
+calls, so tests can see the serving loop interleave chunks with decode steps.
 """
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from collections.abc import Sequence
@@ -40,6 +43,13 @@ class _MockPrefix(Prefix):
         self.last, self.position, self.sampling = last, position, sampling
 
 
+class _ChunkedPrefix(Prefix):
+    def __init__(self, prompt_ids: Sequence[int], sampling: SamplingParams) -> None:
+        self.prompt_ids, self.sampling = list(prompt_ids), sampling
+        self.done = 0
+        self.result: _MockPrefix | None = None
+
+
 class MockEngine:
     """Implements `grok_worker.engine.api.Engine` with `next_token` as its model."""
 
@@ -49,9 +59,12 @@ class MockEngine:
         max_seq_len: int = 64,
         prefill_buckets: Sequence[int] = (8, 16, 32),
         step_delay: float = 0.0,
+        prefill_chunk: int = 0,
     ) -> None:
         vocab = ByteTokenizer().vocab_size
-        self._spec = EngineSpec("mock", max_batch, max_seq_len, vocab, EOS_ID, tuple(prefill_buckets))
+        self._spec = EngineSpec(
+            "mock", max_batch, max_seq_len, vocab, EOS_ID, tuple(prefill_buckets), prefill_chunk
+        )
         self.step_delay = step_delay
         self._last = np.zeros((max_batch,), np.int32)
         self._positions = np.zeros((max_batch,), np.int32)
@@ -61,6 +74,8 @@ class MockEngine:
         self.prefills = 0
         #: Set while a step runs; tests use it to observe the loop.
         self.busy = threading.Event()
+        #: The latest engine calls in order: "prefill", "chunk", "decode".
+        self.ops: collections.deque[str] = collections.deque(maxlen=4096)
 
     @property
     def spec(self) -> EngineSpec:
@@ -78,11 +93,32 @@ class MockEngine:
                 progress((i + 1) / (len(self._spec.prefill_buckets) + 1), "compiled prefill bucket")
         self.decode()
         self.prefills = self.decode_steps = 0
+        self.ops.clear()
         if progress:
             progress(1.0, "compiled decode step")
 
     def prefill(self, prompt_ids: Sequence[int], sampling: SamplingParams) -> tuple[Prefix, SampledToken]:
         self.prefills += 1
+        self.ops.append("prefill")
+        return self._first(prompt_ids, sampling)
+
+    def begin_prefill(self, prompt_ids: Sequence[int], sampling: SamplingParams) -> Prefix:
+        return _ChunkedPrefix(prompt_ids, sampling)
+
+    def prefill_chunk(self, prefix: Prefix) -> SampledToken | None:
+        assert isinstance(prefix, _ChunkedPrefix)
+        assert self._spec.prefill_chunk > 0
+        self.ops.append("chunk")
+        if self.step_delay:
+            time.sleep(self.step_delay)
+        prefix.done = min(len(prefix.prompt_ids), prefix.done + self._spec.prefill_chunk)
+        if prefix.done < len(prefix.prompt_ids):
+            return None
+        self.prefills += 1
+        prefix.result, first = self._first(prefix.prompt_ids, prefix.sampling)
+        return first
+
+    def _first(self, prompt_ids: Sequence[int], sampling: SamplingParams) -> tuple[_MockPrefix, SampledToken]:
         last = np.array([prompt_ids[-1]], np.int32)
         one = SlotSampling.single(sampling)
         position = np.array([len(prompt_ids)], np.int32)
@@ -91,6 +127,9 @@ class MockEngine:
         return _MockPrefix(first.token, len(prompt_ids), sampling), first
 
     def insert(self, prefix: Prefix, slot: int) -> None:
+        if isinstance(prefix, _ChunkedPrefix):
+            assert prefix.result is not None, "insert before the last chunk"
+            prefix = prefix.result
         assert isinstance(prefix, _MockPrefix)
         self._last[slot] = prefix.last
         self._positions[slot] = prefix.position
@@ -98,6 +137,7 @@ class MockEngine:
 
     def decode(self) -> list[SampledToken]:
         self.busy.set()
+        self.ops.append("decode")
         try:
             if self.step_delay:
                 time.sleep(self.step_delay)

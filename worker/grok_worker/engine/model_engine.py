@@ -4,6 +4,11 @@ Data flow:
 - `prefill`: prompt ids -> padded to the smallest bucket, [1, T_bucket] -> jitted
   `model.prefill` + `sample` at the last real position -> (prefix cache of T_bucket positions, the
   first token). One compilation per bucket, all done in `warmup` before the worker reports SERVING.
+- chunked prefill (prompts whose bucket is longer than `prefill_chunk`): `begin_prefill` makes an empty prefix
+  cache of `max_prompt_len` positions; each `prefill_chunk` runs the jitted `model.forward` on the
+  next [1, prefill_chunk] tokens at their own positions (the cache donated, so K/V are written in
+  place and each chunk attends to the chunks before it) + `sample` at the prompt's last position,
+  whose result counts only after the last chunk. One compilation, done in `warmup`.
 - `insert`: jitted `model.insert` of the prefix into decode row `slot`, plus that row's next input
   token and position, in one `DecodeState` pytree that is donated (updated in place).
 - `decode`: jitted `model.decode_step` for all `max_batch` rows + `sample`, with the state donated;
@@ -36,7 +41,16 @@ from grok_worker.engine.api import (
     bucket_for,
 )
 from grok_worker.engine.sampling import SlotSampling, sample
-from grok_worker.model import KVCache, ModelConfig, Params, decode_step, init_cache, insert, prefill
+from grok_worker.model import (
+    KVCache,
+    ModelConfig,
+    Params,
+    decode_step,
+    forward,
+    init_cache,
+    insert,
+    prefill,
+)
 from grok_worker.model.sharding import make_mesh, shard_cache
 
 if TYPE_CHECKING:
@@ -61,12 +75,43 @@ class _ModelPrefix(Prefix):
         self.cache, self.length, self.first, self.sampling = cache, length, first, sampling
 
 
+class _ChunkedPrefix(_ModelPrefix):
+    """A prefix filled chunk by chunk: `first` is valid once `done` reaches the prompt's length."""
+
+    def __init__(self, cache: KVCache, prompt_ids: Sequence[int], sampling: SamplingParams) -> None:
+        super().__init__(cache, len(prompt_ids), jnp.zeros((1,), jnp.int32), sampling)
+        self.prompt_ids = list(prompt_ids)
+        self.done = 0
+
+
 def _prefill_and_sample(
     cfg: ModelConfig, params: Params, tokens: jax.Array, length: jax.Array, sampling: tuple[jax.Array, ...]
 ) -> tuple[jax.Array, jax.Array, KVCache]:
     """tokens [1, T], length [] -> first token [1], its logprob [1], prefix cache (max_len T)."""
     logits, cache = prefill(params, cfg, tokens, length)  # [1, T, V]
     last = jax.lax.dynamic_index_in_dim(logits, length - 1, axis=1, keepdims=False)  # [1, V]
+    temperature, top_p, top_k, seeds = sampling
+    token, logprob = sample(last, temperature, top_p, top_k, seeds, length[None])
+    return token, logprob, cache
+
+
+def _chunk_and_sample(
+    cfg: ModelConfig,
+    params: Params,
+    cache: KVCache,
+    tokens: jax.Array,
+    start: jax.Array,
+    length: jax.Array,
+    sampling: tuple[jax.Array, ...],
+) -> tuple[jax.Array, jax.Array, KVCache]:
+    """tokens [1, C] at positions start..start+C-1 of a prompt of `length` -> the token sampled at
+    the prompt's last position [1] (meaningful for the chunk holding it), its logprob [1], the cache."""
+    c = tokens.shape[1]
+    positions = start + jnp.arange(c, dtype=jnp.int32)[None, :]  # [1, C]
+    tokens = jnp.where(positions < length, tokens, cfg.pad_id)
+    logits, cache = forward(params, cfg, tokens, cache, positions)  # [1, C, V]
+    at = jnp.clip(length - 1 - start, 0, c - 1)
+    last = jax.lax.dynamic_index_in_dim(logits, at, axis=1, keepdims=False)  # [1, V]
     temperature, top_p, top_k, seeds = sampling
     token, logprob = sample(last, temperature, top_p, top_k, seeds, length[None])
     return token, logprob, cache
@@ -101,6 +146,7 @@ class ModelEngine:
         max_seq_len: int,
         buckets: Sequence[int],
         mesh: Mesh | None = None,
+        prefill_chunk: int = 0,
     ) -> None:
         if max_seq_len > cfg.max_seq_len:
             raise ValueError(
@@ -113,11 +159,19 @@ class ModelEngine:
         self.cfg = cfg
         self.params = params
         self.mesh = mesh
-        self._spec = EngineSpec(cfg.name, max_batch, max_seq_len, cfg.vocab_size, cfg.eos_id, tuple(buckets))
+        chunk = prefill_chunk if 0 < prefill_chunk < buckets[-1] else 0
+        self._spec = EngineSpec(
+            cfg.name, max_batch, max_seq_len, cfg.vocab_size, cfg.eos_id, tuple(buckets), chunk
+        )
         self._replicated = NamedSharding(mesh, PartitionSpec()) if mesh is not None else None  # type: ignore[no-untyped-call]
         out = self._replicated
         self._prefill = jax.jit(
             functools.partial(_prefill_and_sample, cfg),
+            out_shardings=None if out is None else (out, out, None),
+        )
+        self._chunk = jax.jit(
+            functools.partial(_chunk_and_sample, cfg),
+            donate_argnums=1,
             out_shardings=None if out is None else (out, out, None),
         )
         self._insert = jax.jit(_insert, donate_argnums=0)
@@ -147,14 +201,26 @@ class ModelEngine:
         return np.asarray(value.addressable_data(0))
 
     def warmup(self, progress: ProgressFn | None = None) -> None:
-        steps = len(self._spec.prefill_buckets) + 1
-        for i, bucket in enumerate(self._spec.prefill_buckets):
+        spec = self._spec
+        # With chunking, only buckets no longer than a chunk are used whole: the others are not compiled.
+        buckets = [b for b in spec.prefill_buckets if not spec.chunked(b)]
+        steps = len(buckets) + 1 + (1 if spec.prefill_chunk else 0)
+        for i, bucket in enumerate(buckets):
             start = time.monotonic()
             prefix, _ = self.prefill([self.cfg.bos_id] * bucket, SamplingParams())
             self.insert(prefix, 0)
             log.info("compiled prefill bucket %d in %.1fs", bucket, time.monotonic() - start)
             if progress:
                 progress((i + 1) / steps, f"compiled prefill bucket {bucket}")
+        if spec.prefill_chunk:
+            start = time.monotonic()
+            prefix = self.begin_prefill([self.cfg.bos_id] * spec.max_prompt_len, SamplingParams())
+            while self.prefill_chunk(prefix) is None:
+                pass
+            self.insert(prefix, 0)
+            log.info("compiled prefill chunk %d in %.1fs", spec.prefill_chunk, time.monotonic() - start)
+            if progress:
+                progress((steps - 1) / steps, f"compiled prefill chunk {spec.prefill_chunk}")
         start = time.monotonic()
         self.decode()
         log.info("compiled decode step (batch %d) in %.1fs", self._spec.max_batch, time.monotonic() - start)
@@ -175,6 +241,31 @@ class ModelEngine:
         )
         first = SampledToken(int(self._host(token)[0]), float(self._host(logprob)[0]))
         return _ModelPrefix(cache, length, token, sampling), first
+
+    def begin_prefill(self, prompt_ids: Sequence[int], sampling: SamplingParams) -> Prefix:
+        cache = shard_cache(init_cache(self.cfg, 1, self._spec.max_prompt_len), self.cfg, self.mesh)
+        return _ChunkedPrefix(cache, prompt_ids, sampling)
+
+    def prefill_chunk(self, prefix: Prefix) -> SampledToken | None:
+        assert isinstance(prefix, _ChunkedPrefix)
+        assert self._spec.prefill_chunk > 0
+        size = self._spec.prefill_chunk
+        tokens = np.zeros((1, size), np.int32)
+        piece = prefix.prompt_ids[prefix.done : prefix.done + size]
+        tokens[0, : len(piece)] = piece
+        token, logprob, prefix.cache = self._chunk(
+            self.params,
+            prefix.cache,
+            self._put(tokens),
+            self._put(np.int32(prefix.done)),  # type: ignore[arg-type]
+            self._put(np.int32(prefix.length)),  # type: ignore[arg-type]
+            tuple(self._put(a) for a in SlotSampling.single(prefix.sampling).arrays()),
+        )
+        prefix.done += len(piece)
+        if prefix.done < prefix.length:
+            return None
+        prefix.first = token
+        return SampledToken(int(self._host(token)[0]), float(self._host(logprob)[0]))
 
     def insert(self, prefix: Prefix, slot: int) -> None:
         assert isinstance(prefix, _ModelPrefix)
@@ -282,7 +373,9 @@ def model_factory(config: ResolvedConfig, random_weights: bool = False) -> tuple
             )
             progress(1.0, f"loaded {stats.bytes_read / 2**20:.0f} MiB of {stats.file_bytes / 2**20:.0f} MiB")
         tokenizer = load_tokenizer(section.tokenizer_path)
-        engine = ModelEngine(cfg, params, serving.max_batch, serving.max_seq_len, config.buckets, mesh)
+        engine = ModelEngine(
+            cfg, params, serving.max_batch, serving.max_seq_len, config.buckets, mesh, serving.prefill_chunk
+        )
         return engine, tokenizer
 
     return factory, cfg

@@ -146,6 +146,21 @@ class BroadcastingEngine:
         )
         return self.inner.prefill(prompt_ids, sampling)
 
+    def begin_prefill(self, prompt_ids: Sequence[int], sampling: SamplingParams) -> Prefix:
+        s = sampling
+        self.broadcaster.send(
+            {
+                "op": "begin_prefill",
+                "ids": list(prompt_ids),
+                "sampling": [s.temperature, s.top_p, s.top_k, s.seed],
+            }
+        )
+        return self.inner.begin_prefill(prompt_ids, sampling)
+
+    def prefill_chunk(self, prefix: Prefix) -> SampledToken | None:
+        self.broadcaster.send({"op": "prefill_chunk"})
+        return self.inner.prefill_chunk(prefix)
+
     def insert(self, prefix: Prefix, slot: int) -> None:
         self.broadcaster.send({"op": "insert", "slot": slot})
         self.inner.insert(prefix, slot)
@@ -205,14 +220,26 @@ class StepFollower:
             self._sock.close()
 
 
+def _sampling(frame: dict[str, Any]) -> SamplingParams:
+    t, p, k, seed = frame["sampling"]
+    return SamplingParams(float(t), float(p), int(k), int(seed))
+
+
 def run_follower(engine: Engine, follower: StepFollower) -> None:
-    """Replay the leader's engine calls until it shuts down; HostLostError if it vanishes."""
+    """Replay the leader's engine calls until it shuts down; HostLostError if it vanishes.
+
+    The leader prefills one prompt at a time (whole, or chunk by chunk with decode steps between
+    the chunks) and inserts it before starting the next, so one pending prefix is enough."""
     prefix: Prefix | None = None
     for frame in follower.frames():
         op = frame["op"]
         if op == "prefill":
-            t, p, k, seed = frame["sampling"]
-            prefix, _ = engine.prefill(frame["ids"], SamplingParams(float(t), float(p), int(k), int(seed)))
+            prefix, _ = engine.prefill(frame["ids"], _sampling(frame))
+        elif op == "begin_prefill":
+            prefix = engine.begin_prefill(frame["ids"], _sampling(frame))
+        elif op == "prefill_chunk":
+            assert prefix is not None, "prefill_chunk before begin_prefill"
+            engine.prefill_chunk(prefix)
         elif op == "insert":
             assert prefix is not None, "insert before prefill"
             engine.insert(prefix, int(frame["slot"]))

@@ -6,6 +6,7 @@ answers with a stream of `TokenEvent`s, the last of which has `finish` set (and 
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 
@@ -29,6 +30,11 @@ class GenerationRequest:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     stops: tuple[str, ...] = ()
     stop_at_eos: bool = True
+    #: The front door it came through ("grpc", "http"): a metrics label.
+    api: str = "grpc"
+
+    def labelled(self, api: str) -> GenerationRequest:
+        return dataclasses.replace(self, api=api)
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,11 @@ class SchedulerError(Exception):
 
 
 class QueueFullError(SchedulerError):
-    pass
+    """The queue is full; `retry_after` is the scheduler's estimate, in seconds, of when a retry fits."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class NotAcceptingError(SchedulerError):

@@ -7,6 +7,11 @@ requests into free slots (prefill -> insert, which yields each one's first token
 max tokens, model max length) and free the slots of finished requests. Events go back to the
 asyncio loop in one `call_soon_threadsafe` per step, into each handle's queue. Device work never
 runs on the event loop, and new requests join between steps.
+
+Prefill work per iteration is bounded by the engine's `prefill_chunk` (when set): short prompts are
+admitted while their buckets fit in one chunk's tokens, and a longer prompt reserves a slot and is
+prefilled one chunk per iteration, in arrival order and one at a time, so the running streams' next
+token is never delayed by more than one chunk's time.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from grok_worker.engine.api import Engine, SampledToken
+from grok_worker.engine.api import Engine, Prefix, SampledToken, bucket_for
 from grok_worker.engine.requests import (
     FinishReason,
     GenerationRequest,
@@ -78,9 +83,14 @@ class _Active:
     generated: int = 0
     slot: int = -1
     itl: list[float] = field(default_factory=list)
+    #: The prefix of a chunked prefill in progress.
+    prefix: Prefix | None = None
 
 
 _Delivery = list[tuple[RequestHandle, TokenEvent]]
+
+#: Bounds of the retry delay suggested to a client refused for a full queue, in seconds.
+MIN_RETRY_SECONDS, MAX_RETRY_SECONDS = 0.1, 60.0
 
 
 class Scheduler:
@@ -110,6 +120,8 @@ class Scheduler:
         self.failed = ""
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Moving average of finished requests' duration (arrival to last token), in seconds.
+        self._request_seconds = 1.0
 
     # ---- asyncio side -------------------------------------------------------------------------
     def start(self) -> None:
@@ -135,10 +147,13 @@ class Scheduler:
         with self._cv:
             if self._n_active + len(self._waiting) >= self.spec.max_batch + self.max_queue:
                 if self.metrics:
-                    self.metrics.finished("rejected_queue_full")
+                    self.metrics.finished("rejected_queue_full", request.api)
+                retry = self.retry_after()
                 raise QueueFullError(
                     f"request queue is full ({len(self._waiting)} waiting, {self._n_active} of "
-                    f"{self.spec.max_batch} decode slots busy, serving.max_queue={self.max_queue}); retry later"
+                    f"{self.spec.max_batch} decode slots busy, serving.max_queue={self.max_queue}); "
+                    f"retry in {retry:.1f}s",
+                    retry,
                 )
             handle = RequestHandle(self, next(self._ids), request)
             self._handles[handle.id] = handle
@@ -146,6 +161,13 @@ class Scheduler:
             self._update_gauges()
             self._cv.notify()
         return handle
+
+    def retry_after(self) -> float:
+        """Seconds until a slot is likely free for one more request: the waiting requests ahead and
+        this one share max_batch slots that each free up after about one average request."""
+        ahead = len(self._waiting) + 1
+        estimate = self._request_seconds * ahead / self.spec.max_batch
+        return min(MAX_RETRY_SECONDS, max(MIN_RETRY_SECONDS, estimate))
 
     def cancel(self, handle: RequestHandle) -> None:
         with self._cv:
@@ -175,6 +197,13 @@ class Scheduler:
         for handle in list(self._handles.values()):
             handle.cancel()
 
+    def abort_all(self, reason: str) -> None:
+        """End every request in flight now with an error (`TokenEvent.error` = reason) and free its
+        slot before the next step; used when the drain grace has run out."""
+        for handle in list(self._handles.values()):
+            handle.cancel()
+            self._finish_now(handle, FinishReason.ERROR, error=reason)
+
     def fail(self, reason: str) -> None:
         """Unrecoverable: end every request with an error now (even if the engine thread is stuck)."""
         self.failed = reason
@@ -197,7 +226,7 @@ class Scheduler:
     def _finish_now(self, handle: RequestHandle, reason: FinishReason, error: str = "") -> None:
         self._handles.pop(handle.id, None)
         if self.metrics and not handle.done:
-            self.metrics.finished(reason.value)
+            self.metrics.finished(reason.value, handle.request.api)
         handle._put(TokenEvent(None, finish=reason, error=error))
 
     def _deliver(self, batch: _Delivery) -> None:
@@ -206,7 +235,9 @@ class Scheduler:
                 if self._handles.pop(handle.id, None) is None:
                     continue  # already finished (failed or cancelled while queued)
                 if self.metrics:
-                    self.metrics.finished(event.finish.value)
+                    self.metrics.finished(event.finish.value, handle.request.api)
+                if event.timing is not None:
+                    self._request_seconds += 0.2 * (event.timing.total_seconds - self._request_seconds)
             handle._put(event)
 
     def _post(self, batch: _Delivery) -> None:
@@ -221,27 +252,34 @@ class Scheduler:
     # ---- engine thread ------------------------------------------------------------------------
     def _run(self) -> None:
         free = list(range(self.spec.max_batch - 1, -1, -1))
+        pending: _Active | None = None  # a chunked prefill in progress; it holds a slot
         try:
             while True:
                 with self._cv:
-                    while not (self._stopping or self._waiting or self._active or self._cancels):
+                    while not (self._stopping or self._waiting or self._active or self._cancels or pending):
                         self._cv.wait()
                     if self._stopping:
                         return
                     cancels, self._cancels = self._cancels, set()
-                    admit: list[_Active] = []
-                    n_free = len(free) + sum(1 for s in self._active.values() if s.handle.id in cancels)
-                    while self._waiting and len(admit) < n_free:
-                        admit.append(self._waiting.popleft())
-                    self._n_active = len(self._active) + len(admit)
+                    admit = self._take_admissions(free, cancels) if pending is None else []
+                    self._n_active = len(self._active) + len(admit) + (pending is not None)
                     self._update_gauges()
                 batch: _Delivery = []
                 for slot, state in list(self._active.items()):
                     if state.handle.id in cancels:
                         batch.append((state.handle, self._final(state, FinishReason.CANCELLED)))
                         self._release(free, slot)
+                if pending is not None and pending.handle.id in cancels:
+                    batch.append((pending.handle, self._final(pending, FinishReason.CANCELLED)))
+                    free.append(pending.slot)
+                    pending = None
                 for state in admit:
-                    self._admit(state, free, batch)
+                    if self.spec.chunked(len(state.handle.request.prompt_ids)):
+                        pending = self._begin_chunked(state, free)
+                    else:
+                        self._admit(state, free, batch)
+                if pending is not None and self._prefill_chunk(pending, free, batch):
+                    pending = None
                 if self._active:
                     now = time.monotonic()
                     outputs = self.engine.decode()
@@ -251,7 +289,7 @@ class Scheduler:
                     for slot, state in list(self._active.items()):
                         self._advance(state, outputs[slot], free, batch)
                 with self._cv:
-                    self._n_active = len(self._active)
+                    self._n_active = len(self._active) + (pending is not None)
                     self._update_gauges()
                 self._post(batch)
         except Exception as exc:  # the engine failed: nothing can be served any more
@@ -259,6 +297,45 @@ class Scheduler:
             message = f"engine failed: {type(exc).__name__}: {exc}"
             if self._loop is not None and not self._loop.is_closed():
                 self._loop.call_soon_threadsafe(self._fail_from_thread, message)
+
+    def _take_admissions(self, free: list[int], cancels: set[int]) -> list[_Active]:
+        """Waiting requests to admit now (under the lock), in arrival order: as many as there are
+        free slots, their prefill buckets within one chunk's tokens; a prompt to be chunked goes
+        alone (at least one request is always admitted when a slot is free)."""
+        n_free = len(free) + sum(1 for s in self._active.values() if s.handle.id in cancels)
+        budget = self.spec.prefill_chunk
+        admit: list[_Active] = []
+        used = 0
+        while self._waiting and len(admit) < n_free:
+            length = len(self._waiting[0].handle.request.prompt_ids)
+            chunked = self.spec.chunked(length)
+            cost = 0 if chunked else bucket_for(length, self.spec.prefill_buckets)
+            if admit and budget and (chunked or used + cost > budget):
+                break
+            admit.append(self._waiting.popleft())
+            used += cost
+            if chunked:
+                break
+        return admit
+
+    def _begin_chunked(self, state: _Active, free: list[int]) -> _Active:
+        request = state.handle.request
+        state.admitted = time.monotonic()
+        state.slot = free.pop()
+        state.prefix = self.engine.begin_prefill(request.prompt_ids, request.sampling)
+        return state
+
+    def _prefill_chunk(self, state: _Active, free: list[int], batch: _Delivery) -> bool:
+        """Run the next chunk of a chunked prefill; True when it finished (and the request holds its slot)."""
+        assert state.prefix is not None
+        first = self.engine.prefill_chunk(state.prefix)
+        if first is None:
+            return False
+        self._active[state.slot] = state
+        self.engine.insert(state.prefix, state.slot)
+        state.prefix = None
+        self._advance(state, first, free, batch)
+        return True
 
     def _fail_from_thread(self, message: str) -> None:
         self.fail(message)

@@ -22,6 +22,11 @@ class Tokenizer(Protocol):
     @property
     def vocab_size(self) -> int: ...
 
+    @property
+    def max_token_chars(self) -> int:
+        """An upper bound on the characters of text one token stands for, so that text longer than
+        N x this cannot be a prompt of N tokens (checked before tokenizing)."""
+
     def encode(self, text: str) -> list[int]:
         """Text -> token ids, without BOS (the BOS id is always `BOS_ID`)."""
 
@@ -37,6 +42,10 @@ class ByteTokenizer:
     @property
     def vocab_size(self) -> int:
         return self.OFFSET + 256
+
+    @property
+    def max_token_chars(self) -> int:
+        return 1  # every character is at least one byte, and each byte one token
 
     def encode(self, text: str) -> list[int]:
         return [b + self.OFFSET for b in text.encode("utf-8")]

@@ -1,11 +1,12 @@
-"""The worker's gRPC server and its lifecycle: start NOT_SERVING, load, compile, join, serve, drain.
+"""The worker's servers and their lifecycle: start NOT_SERVING, load, compile, join, serve, drain.
 
 Data flow: `WorkerServer.start()` binds grpc.aio with the generation service, grpc.health.v1
-(NOT_SERVING) and reflection, and the metrics exporter. `load()` runs the blocking engine factory
+(NOT_SERVING) and reflection, the OpenAI-compatible HTTP API (aiohttp, when `http_port` is set) and
+the metrics exporter; both front doors admit requests through one `Frontend` into one scheduler. `load()` runs the blocking engine factory
 and warmup in a thread (the event loop keeps answering health and ModelInfo with the load state and
 progress), waits for the group's hosts, starts the scheduler and flips health to SERVING.
 `drain(grace)` flips to NOT_SERVING (DRAINING), refuses new requests, lets in-flight ones finish
-for up to `grace` seconds, cancels the rest, and stops the server.
+for up to `grace` seconds, ends the rest with UNAVAILABLE (HTTP 503), and stops the servers.
 """
 
 from __future__ import annotations
@@ -17,16 +18,17 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from grok.v1 import generation_pb2 as pb
-from grok.v1 import generation_pb2_grpc as pb_grpc
 from grok_worker.engine.api import Engine, ProgressFn
 from grok_worker.engine.scheduler import Scheduler
 from grok_worker.engine.text import Tokenizer
 from grok_worker.metrics import ServingMetrics
+from grok_worker.server.frontend import Frontend
+from grok_worker.server.http_api import HttpApi
 from grok_worker.server.servicer import GenerationServicer
-from grok_worker.server.state import AsyncHealthServicer, LoadState, WorkerState, write_termination_message
+from grok_worker.server.state import LoadState, WorkerState, write_termination_message
+from grok_worker.server.wire import HealthServicer, add_generation_service, enable_reflection
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ class ServerOptions:
     bind_host: str = "[::]"
     #: None disables the exporter; 0 picks a free port.
     metrics_port: int | None = None
+    #: None disables the OpenAI-compatible HTTP API; 0 picks a free port.
+    http_port: int | None = None
     max_queue: int = 64
     max_stop_strings: int = 8
     drain_grace_seconds: float = 30.0
@@ -49,19 +53,21 @@ class WorkerServer:
     def __init__(self, info: pb.ModelInfo, options: ServerOptions) -> None:
         self.options = options
         self.metrics = ServingMetrics()
-        self.health = AsyncHealthServicer()
+        self.health = HealthServicer()
         self.state = WorkerState(self.health, self.metrics)
-        self.servicer = GenerationServicer(self.state, info, options.max_stop_strings)
+        self.frontend = Frontend(self.state, options.max_stop_strings)
+        self.servicer = GenerationServicer(self.state, info, self.frontend)
         self.server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        pb_grpc.add_GenerationServiceServicer_to_server(self.servicer, self.server)  # type: ignore[no-untyped-call]
+        add_generation_service(self.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = (
             pb.DESCRIPTOR.services_by_name["GenerationService"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
         )
-        reflection.enable_server_reflection(names, self.server)
+        enable_reflection(names, self.server)
+        self.http = HttpApi(self.state, info, self.frontend)
         self.port = 0
+        self.http_port: int | None = None
         self.metrics_port: int | None = None
         self.scheduler: Scheduler | None = None
         self._stopped = asyncio.Event()
@@ -83,16 +89,26 @@ class WorkerServer:
             raise OSError(f"could not bind the gRPC port {address} (serving.port / --port): is it in use?")
         await self.server.start()
         await self.state.set(LoadState.LOADING)
+        if self.options.http_port is not None:
+            try:
+                self.http_port = await self.http.start(self.options.bind_host, self.options.http_port)
+            except OSError as err:
+                await self.server.stop(0)
+                raise OSError(
+                    f"could not bind the HTTP port {self.options.http_port} "
+                    f"(serving.http_port / --http-port): {err}"
+                ) from err
         if self.options.metrics_port is not None:
             try:
                 self.metrics_port = self.metrics.serve(self.options.metrics_port)
             except OSError as err:
                 await self.server.stop(0)
+                await self.http.stop()
                 raise OSError(
                     f"could not bind the metrics port {self.options.metrics_port} "
                     f"(serving.metrics_port / --metrics-port): {err}"
                 ) from err
-        log.info("gRPC on port %d, metrics on %s", self.port, self.metrics_port)
+        log.info("gRPC on port %d, HTTP on %s, metrics on %s", self.port, self.http_port, self.metrics_port)
         return self.port
 
     def _progress(self, loop: asyncio.AbstractEventLoop, low: float, high: float) -> ProgressFn:
@@ -125,7 +141,7 @@ class WorkerServer:
             engine, tokenizer, self.options.max_queue, self.metrics, on_failure=self._engine_failed
         )
         scheduler.start()
-        self.scheduler = self.servicer.scheduler = scheduler
+        self.scheduler = self.frontend.scheduler = scheduler
         await self.state.set(LoadState.SERVING)
         return scheduler
 
@@ -166,13 +182,19 @@ class WorkerServer:
             finished = await self.scheduler.wait_idle(grace)
             if not finished:
                 log.warning(
-                    "drain grace of %.1fs passed; cancelling %d requests", grace, self.scheduler.in_flight
+                    "drain grace of %.1fs passed; ending %d requests with UNAVAILABLE",
+                    grace,
+                    self.scheduler.in_flight,
                 )
-                self.scheduler.cancel_all()
+                self.scheduler.abort_all(
+                    f"the worker shut down before the request finished (drain grace of {grace:g}s passed); "
+                    "retry on another replica"
+                )
                 await self.scheduler.wait_idle(2.0)
-        await self.server.stop(1.0)
+        await asyncio.gather(self.server.stop(1.0), self.http.stop())
         if self.scheduler is not None:
             await self.scheduler.stop()
+        self.frontend.close()
         self._stopped.set()
         return finished
 

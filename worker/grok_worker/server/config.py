@@ -52,6 +52,8 @@ OVERRIDES: dict[str, tuple[str, str]] = {
     "quantization": ("model", "quantization"),
     "port": ("serving", "port"),
     "metrics_port": ("serving", "metrics_port"),
+    "http_port": ("serving", "http_port"),
+    "prefill_chunk": ("serving", "prefill_chunk"),
     "max_batch": ("serving", "max_batch"),
     "max_seq_len": ("serving", "max_seq_len"),
     "max_queue": ("serving", "max_queue"),

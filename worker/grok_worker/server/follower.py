@@ -20,7 +20,7 @@ from grok_worker.engine.api import Engine
 from grok_worker.engine.multihost import HostLostError, StepFollower, run_follower
 from grok_worker.server.app import EngineFactory
 from grok_worker.server.process import JOIN_TIMEOUT_SECONDS, exit_now, install_signals
-from grok_worker.server.state import AsyncHealthServicer
+from grok_worker.server.wire import HealthServicer
 
 log = logging.getLogger("grok_worker.follower")
 
@@ -29,7 +29,7 @@ async def serve_follower(
     factory: EngineFactory, bind: str, port: int, leader: tuple[str, int], process_id: int
 ) -> int:
     server = grpc.aio.server()
-    health = AsyncHealthServicer()
+    health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     server.add_insecure_port(f"{bind}:{port}")
     await server.start()

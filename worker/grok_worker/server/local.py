@@ -28,12 +28,14 @@ async def start_local_server(
     max_queue: int = 16,
     max_stop_strings: int = 4,
     metrics: bool = False,
+    http: bool = False,
     preset: str = "mock",
 ) -> WorkerServer:
     options = ServerOptions(
         port=0,
         bind_host="127.0.0.1",
         metrics_port=0 if metrics else None,
+        http_port=0 if http else None,
         max_queue=max_queue,
         max_stop_strings=max_stop_strings,
         drain_grace_seconds=5.0,

@@ -44,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--quantization", choices=["int8", "bf16"], help="weights on device (model.quantization)")
     a("--port", type=int, help="gRPC port (serving.port)")
     a("--metrics-port", type=int, help="Prometheus port, 0 = disabled (serving.metrics_port)")
+    a("--http-port", type=int, help="OpenAI-compatible HTTP API port, 0 = disabled (serving.http_port)")
     a("--max-batch", type=int, help="decode slots (serving.max_batch)")
     a("--max-seq-len", type=int, help="prompt + completion tokens per request (serving.max_seq_len)")
     a("--max-queue", type=int, help="waiting requests before RESOURCE_EXHAUSTED (serving.max_queue)")
@@ -51,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--prefill-buckets",
         type=parse_buckets,
         help="comma-separated prompt buckets (serving.prefill_buckets)",
+    )
+    a(
+        "--prefill-chunk",
+        type=int,
+        help="prefill longer prompts in chunks of this many tokens, 0 = whole (serving.prefill_chunk)",
     )
     a(
         "--drain-grace",
@@ -112,7 +118,10 @@ def _engine_factory(args: argparse.Namespace, config: ResolvedConfig) -> tuple[E
         delay = args.mock_step_delay
 
         def mock_factory(progress: ProgressFn) -> tuple[Engine, Tokenizer | None]:
-            return MockEngine(serving.max_batch, serving.max_seq_len, config.buckets, delay), ByteTokenizer()
+            engine = MockEngine(
+                serving.max_batch, serving.max_seq_len, config.buckets, delay, serving.prefill_chunk
+            )
+            return engine, ByteTokenizer()
 
         return mock_factory, info
     from grok_worker.engine.model_engine import model_factory
@@ -164,6 +173,7 @@ async def _serve_leader(
         port=serving.port,
         bind_host=args.bind,
         metrics_port=serving.metrics_port or None,
+        http_port=serving.http_port or None,
         max_queue=serving.max_queue,
         max_stop_strings=serving.max_stop_strings,
         drain_grace_seconds=serving.drain_grace_seconds,

@@ -21,7 +21,15 @@ def exit_now(code: int) -> None:
 
 
 def install_signals(stop: asyncio.Event) -> None:
-    """SIGTERM (Kubernetes) and SIGINT (Ctrl-C) set `stop` on the running loop."""
+    """SIGTERM (Kubernetes) and SIGINT (Ctrl-C) set `stop` on the running loop (a drain); a second
+    one while draining exits at once with 128 + the signal number, as a shell reports it."""
     loop = asyncio.get_running_loop()
+
+    def handle(sig: signal.Signals) -> None:
+        if stop.is_set():
+            logging.getLogger(__name__).warning("second %s while stopping: exiting now", sig.name)
+            exit_now(128 + int(sig))
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, handle, sig)

@@ -1,31 +1,28 @@
-"""The `grok.v1.GenerationService` servicer: a thin grpc.aio layer over the scheduler.
+"""The `grok.v1.GenerationService` servicer: a thin grpc.aio layer over the shared front door.
 
-Data flow: request proto -> `validation.generation_request` (INVALID_ARGUMENT on bad fields) ->
-`Scheduler.submit` (RESOURCE_EXHAUSTED when full, UNAVAILABLE unless SERVING) -> `TokenEvent`s ->
+Data flow: request proto -> `Frontend.submit` (the same admission as the HTTP API: UNAVAILABLE unless
+SERVING, INVALID_ARGUMENT on bad fields, validation and tokenizing off the event loop,
+RESOURCE_EXHAUSTED with a google.rpc.RetryInfo delay when the queue is full) -> `TokenEvent`s ->
 response protos. A client cancel or a passed deadline cancels the handler task; its `finally`
-cancels the request, which frees the decode slot before the next step.
+cancels the request, which frees the decode slot before the next step. Malformed request bytes never
+reach these methods as messages (`wire.add_generation_service` answers INVALID_ARGUMENT).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 
 from grok.v1 import generation_pb2 as pb
 from grok.v1 import generation_pb2_grpc as pb_grpc
-from grok_worker.engine.requests import (
-    FinishReason,
-    NotAcceptingError,
-    QueueFullError,
-    Timing,
-    TokenEvent,
-)
-from grok_worker.engine.scheduler import RequestHandle, Scheduler
-from grok_worker.engine.text import BOS_ID, Tokenizer
-from grok_worker.server.state import LoadState, WorkerState
-from grok_worker.server.validation import InvalidRequestError, check_token_ids, generation_request
+from grok_worker.engine.requests import FinishReason, QueueFullError, Timing, TokenEvent
+from grok_worker.engine.scheduler import RequestHandle
+from grok_worker.server.frontend import Frontend, NoTokenizerError, UnavailableError
+from grok_worker.server.state import WorkerState
+from grok_worker.server.validation import InvalidRequestError
+from grok_worker.server.wire import retry_details
 
 #: The servicer context of any of our methods (request and response types vary).
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -49,35 +46,32 @@ def timing_pb(timing: Timing | None) -> pb.Timing:
     )
 
 
+async def abort_for(exc: Exception, context: Context) -> NoReturn:
+    """Answer the client with the status code a front-door error stands for."""
+    if isinstance(exc, QueueFullError):
+        trailer = retry_details(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), exc.retry_after)
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), trailing_metadata=trailer)
+    if isinstance(exc, InvalidRequestError):
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+    if isinstance(exc, UnavailableError):
+        await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+    if isinstance(exc, NoTokenizerError):
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+    raise exc
+
+
 class GenerationServicer(pb_grpc.GenerationServiceServicer):
-    def __init__(self, state: WorkerState, info: pb.ModelInfo, max_stop_strings: int) -> None:
+    def __init__(self, state: WorkerState, info: pb.ModelInfo, frontend: Frontend) -> None:
         self.state = state
         self.info = info
-        self.max_stop_strings = max_stop_strings
-        self.scheduler: Scheduler | None = None
+        self.frontend = frontend
 
     # ---- generation ---------------------------------------------------------------------------
     async def _submit(self, request: pb.GenerateRequest, context: Context) -> RequestHandle:
-        scheduler = self.scheduler
-        if scheduler is None or self.state.state is not LoadState.SERVING or not scheduler.accepting:
-            self.state.metrics.finished("rejected_unavailable")
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE,
-                f"worker is {self.state.state.name} ({self.state.message}); retry on another replica or later",
-            )
-        assert scheduler is not None
         try:
-            gen = generation_request(request, scheduler.spec, scheduler.tokenizer, self.max_stop_strings)
-        except InvalidRequestError as exc:
-            self.state.metrics.finished("rejected_invalid")
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        try:
-            return scheduler.submit(gen)
-        except QueueFullError as exc:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
-        except NotAcceptingError as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-        raise AssertionError("unreachable")  # context.abort always raises
+            return await self.frontend.submit(request, "grpc")
+        except (QueueFullError, InvalidRequestError, UnavailableError) as exc:
+            await abort_for(exc, context)
 
     @staticmethod
     async def _check_error(event: TokenEvent, context: Context) -> None:
@@ -140,37 +134,23 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
             handle.cancel()
 
     # ---- text and info ------------------------------------------------------------------------
-    async def _require_tokenizer(self, context: Context) -> Tokenizer:
-        """The loaded tokenizer, or abort with FAILED_PRECONDITION saying why there is none."""
-        tokenizer = self.scheduler.tokenizer if self.scheduler else None
-        if tokenizer is None:
-            await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                "this worker has no tokenizer (model.tokenizer_path is empty)"
-                if self.scheduler
-                else f"worker is {self.state.state.name}; retry later",
-            )
-        assert tokenizer is not None
-        return tokenizer
-
     async def Tokenize(  # noqa: N802 (gRPC method names)
         self, request: pb.TokenizeRequest, context: Context
     ) -> pb.TokenizeResponse:
-        tokenizer = await self._require_tokenizer(context)
-        ids = tokenizer.encode(request.text)
-        if request.add_bos:
-            ids = [BOS_ID, *ids]
+        try:
+            ids = await self.frontend.tokenize(request.text, request.add_bos)
+        except (InvalidRequestError, UnavailableError, NoTokenizerError) as exc:
+            await abort_for(exc, context)
         return pb.TokenizeResponse(token_ids=ids)
 
     async def Detokenize(  # noqa: N802 (gRPC method names)
         self, request: pb.DetokenizeRequest, context: Context
     ) -> pb.DetokenizeResponse:
-        tokenizer = await self._require_tokenizer(context)
         try:
-            check_token_ids(list(request.token_ids), tokenizer.vocab_size, "token_ids")
-        except InvalidRequestError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        return pb.DetokenizeResponse(text=tokenizer.decode(list(request.token_ids)))
+            text = await self.frontend.detokenize(list(request.token_ids))
+        except (InvalidRequestError, UnavailableError, NoTokenizerError) as exc:
+            await abort_for(exc, context)
+        return pb.DetokenizeResponse(text=text)
 
     async def GetModelInfo(  # noqa: N802 (gRPC method names)
         self, request: pb.GetModelInfoRequest, context: Context

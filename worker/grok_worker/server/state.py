@@ -14,12 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grpc_health.v1 import health, health_pb2
+from grpc_health.v1 import health_pb2
 
 from grok_worker.metrics import ServingMetrics
-
-#: grpc.health.v1's asyncio servicer (its type stubs do not describe the `aio` module).
-AsyncHealthServicer: Any = health.aio.HealthServicer  # type: ignore[attr-defined]
 
 #: Kubernetes shows this file's text as the container's termination message (its default path);
 #: the operator copies it into the GrokDeployment's status. Overridable for tests.
@@ -53,7 +50,7 @@ class LoadState(enum.IntEnum):
 
 @dataclass
 class WorkerState:
-    health: Any  # AsyncHealthServicer
+    health: Any  # grok_worker.server.wire.HealthServicer
     metrics: ServingMetrics
     services: tuple[str, ...] = ("", GENERATION_SERVICE)
     state: LoadState = LoadState.LOADING
