@@ -53,7 +53,7 @@ def test_two_replicas_of_two_hosts_become_ready_on_gpu_nodes(kube: Kube, cluster
     assert env[Env.COORDINATOR_ADDRESS] == f"serve-g1-0.serve-g1.{ns}.svc:{DEFAULT_COORDINATOR_PORT}"
     assert env[Env.NUM_PROCESSES] == "2"
     assert env[Env.LOCAL_DEVICE_COUNT] == "8"
-    assert env[Env.MESH] == "data=1,expert=1,model=16"
+    assert env[Env.MESH] == "data=1,expert=2,model=8"  # default: experts across hosts, model inside one
     assert env[Env.PROCESS_ID] == {
         "fieldRef": {"apiVersion": "v1", "fieldPath": f"metadata.labels['{c.LABEL_POD_INDEX}']"}
     }
@@ -69,7 +69,7 @@ def test_two_replicas_of_two_hosts_become_ready_on_gpu_nodes(kube: Kube, cluster
     assert config_map is not None
     config = WorkerConfig.model_validate_json(config_map["data"][CONFIG_FILE_NAME])
     assert config.model.preset == "grok-1"
-    assert config.mesh.model == 16
+    assert (config.mesh.expert, config.mesh.model) == (2, 8)
 
     pods = kube.pods("serve")
     assert len(pods) == 4
