@@ -28,6 +28,16 @@ DEFAULT_METRICS_PORT = 9090
 DEFAULT_HTTP_PORT = 8000
 #: Port the group's leader (host 0) opens for jax.distributed's coordinator service.
 DEFAULT_COORDINATOR_PORT = 8476
+#: Plaintext port that serves only grpc.health.v1 (for kubelet probes, which cannot speak TLS).
+DEFAULT_HEALTH_PORT = 8081
+
+#: Where the operator mounts the serving TLS Secret (keys tls.crt, tls.key and optional ca.crt).
+TLS_MOUNT_DIR = "/var/run/grok/tls"
+#: Where the operator mounts the API token Secret: every key of it is one accepted bearer token.
+TOKENS_MOUNT_DIR = "/var/run/grok/tokens"
+#: Where the operator mounts the group's own Secret; GROUP_SECRET_KEY holds the step-channel key.
+GROUP_SECRET_MOUNT_DIR = "/var/run/grok/group"
+GROUP_SECRET_KEY = "step-key"
 
 Quantization = Literal["int8", "bf16"]
 
@@ -51,6 +61,8 @@ class Env:
     GROUP_NAME = "GROK_GROUP_NAME"
     #: Name of the pod (downward API), for logs.
     POD_NAME = "GROK_POD_NAME"
+    #: IP of the pod (downward API): the health port binds here, not on every interface.
+    POD_IP = "GROK_POD_IP"
 
 
 class ModelDims(BaseModel):
@@ -142,6 +154,37 @@ class ServingSection(BaseModel):
     prefill_chunk: int = Field(default=256, ge=0)
 
 
+class TLSSection(BaseModel):
+    """TLS on the generation APIs (gRPC and HTTP); all paths empty = plaintext."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cert_file: str = ""
+    key_file: str = ""
+    #: CA bundle that client certificates must chain to; set = mutual TLS, empty = no client certs.
+    client_ca_file: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file)
+
+
+class SecuritySection(BaseModel):
+    """Who may call the worker and how its group's members recognise each other."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tls: TLSSection = TLSSection()
+    #: Directory of bearer-token files (one token per file, re-read when it changes); empty = none.
+    tokens_dir: str = ""
+    #: File with the group's shared key that authenticates the step-channel handshake; empty = none.
+    group_secret_file: str = ""
+    #: Address the generation, HTTP and metrics listeners bind ("" = all interfaces).
+    bind_address: str = ""
+    #: Plaintext grpc.health.v1-only port for kubelet probes (bound to the pod IP); 0 = none.
+    health_port: int = Field(default=0, ge=0, le=65535)
+
+
 class WorkerConfig(BaseModel):
     """Everything a worker process needs besides the group environment (`GroupEnv`)."""
 
@@ -150,6 +193,7 @@ class WorkerConfig(BaseModel):
     model: ModelSection = ModelSection()
     mesh: MeshSpec = MeshSpec()
     serving: ServingSection = ServingSection()
+    security: SecuritySection = SecuritySection()
 
     @classmethod
     def from_file(cls, path: str | Path) -> WorkerConfig:
@@ -169,6 +213,7 @@ class GroupEnv(BaseModel):
     mesh: MeshSpec | None = None
     group_name: str = ""
     pod_name: str = ""
+    pod_ip: str = ""
 
     @property
     def is_leader(self) -> bool:
@@ -212,4 +257,5 @@ class GroupEnv(BaseModel):
             mesh=MeshSpec.from_env(mesh_text) if mesh_text else None,
             group_name=env.get(Env.GROUP_NAME, ""),
             pod_name=env.get(Env.POD_NAME, ""),
+            pod_ip=env.get(Env.POD_IP, "").strip(),
         )
