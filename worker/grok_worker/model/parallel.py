@@ -29,7 +29,6 @@ class Shards:
     """This device's place in the layout (None: one device, nothing to add up)."""
 
     layout: Layout | None = None
-    batch_axes: tuple[str, ...] = ()
 
     def axes(self, *logical: str) -> tuple[str, ...]:
         """The mesh axes the given logical axes are split over (no repeats, mesh order)."""
