@@ -11,10 +11,15 @@ Data flow:
   whose result counts only after the last chunk. One compilation, done in `warmup`.
 - `insert`: jitted `model.insert` of the prefix into decode row `slot`, plus that row's next input
   token and position, in one `DecodeState` pytree that is donated (updated in place).
-- `decode`: jitted `model.decode_step` for all `max_batch` rows + `sample`, with the state donated;
-  the sampled tokens become the next step's inputs on device, so only the per-slot sampling
-  parameters go host -> device and only tokens and log-probs come back.
-Shapes are static: `max_batch`, `max_seq_len` and the bucket lengths. On a multi-host mesh every
+- `decode`: jitted `model.forward` of every row's next token ([max_batch, 1]) + `sample`, with the
+  state donated; the sampled tokens become the next step's inputs on device, so only the per-slot
+  sampling parameters go host -> device and only tokens and log-probs come back.
+- `decode_with_chunk`: the decode step and the next prefill chunk in one jitted
+  `model.forward_groups` (decode rows over the decode cache, the chunk over its prefix cache, both
+  donated): the weights are read once for both, and each group's results are those of its own step.
+Shapes are static: `max_batch`, `max_seq_len`, the bucket lengths and the chunk, so the programs are
+one prefill per whole-prompt bucket, one insert per prefix shape, the chunk, the decode step and the
+decode step with a chunk, all compiled in `warmup`. On a multi-host mesh every
 input is a replicated global array and every output is replicated, so each host reads its local copy.
 """
 
