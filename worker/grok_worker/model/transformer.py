@@ -1,9 +1,13 @@
 """The Grok-1 forward pass: one function for prefill and decode, plus thin conveniences.
 
-Data flow of `forward`: tokens [B, T] -> embedding·multiplier -> per layer (unrolled Python loop,
-each layer its own params): h += norm1(attn(norm0(h))), h += norm3(moe(norm2(h))) -> final norm ->
-tied unembedding ·output multiplier -> logits [B, T, V] float32. Each call writes its tokens' K/V
-into the cache at their own positions before attending, so rows may be at different lengths.
+Data flow of `forward_groups` (`forward` is its one-group case): each group of rows (tokens
+[B, T], positions, its own cache) is flattened, and all groups' tokens form one activation h [N, D]
+-> embedding·multiplier -> per layer (unrolled Python loop, each layer its own params):
+h += norm1(attn(norm0(h))), h += norm3(moe(norm2(h))) -> final norm -> tied unembedding ·output
+multiplier -> logits [N, V] float32, split back into [B, T, V] per group. Every weight is applied to
+all N tokens at once (read once per pass); attention alone runs per group, over that group's cache.
+Each call writes its tokens' K/V into the cache at their own positions before attending, so rows
+may be at different lengths.
 
 All functions are pure; `cfg` is static under jit (ModelConfig is a frozen, hashable dataclass).
 `decode_step_jit` donates the cache so the decode step updates it in place.
