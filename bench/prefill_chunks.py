@@ -132,7 +132,8 @@ def run(options: Options) -> Result:
         "load",
         f"{STREAMS} streams of {max_tokens} tokens (prompt {PROMPT_LEN}) on {SLOTS} slots; prompts of "
         f"{buckets[-1]} tokens back to back, prefilled in chunks of {chunk} ({long_done} finished during "
-        f"the loaded runs); {rounds} rounds; p50 alone {p50 * 1e3:.1f} ms; the unchunked run: "
+        f"the loaded runs); {rounds} rounds; p50 alone {p50 * 1e3:.1f} ms, loaded {median(loaded) * 1e3:.1f} ms; "
+        f"the unchunked run: "
         f"{unchunked_tokens} tokens per stream",
     )
     return result
