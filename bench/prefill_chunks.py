@@ -36,7 +36,8 @@ NAME = "chunked"
 STREAMS = 8
 #: Two slots beyond the streams: a long prompt always finds one.
 SLOTS = STREAMS + 2
-#: The streams' prompts fit in one chunk, so only the long prompts are chunked.
+#: The streams' prompts fit in one chunk: each is prefilled in one step (fused with the decode step once
+#: a stream is running); only the long prompts take many chunks.
 PROMPT_LEN = 8
 
 
