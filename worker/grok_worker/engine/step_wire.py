@@ -40,7 +40,10 @@ def _recv_exact(sock: socket.socket, n: int, deadline: float | None) -> bytes:
             if left <= 0:
                 raise TimeoutError("the peer did not send a whole frame in time")
             sock.settimeout(left)
-        chunk = sock.recv(min(n - len(chunks), 1 << 20))
+        try:
+            chunk = sock.recv(min(n - len(chunks), 1 << 20))
+        except TimeoutError:
+            raise TimeoutError("the peer did not send a whole frame in time") from None
         if not chunk:
             raise HostLostError("connection closed")
         chunks += chunk
