@@ -220,7 +220,8 @@ def test_a_peer_that_stalls_is_dropped_after_the_handshake_timeout(
     leader = Leader()
     stalled = hostile(leader.port, send(b"\x00\x00\x00\x10{"))  # promises 16 bytes, sends 1
     assert "in time" in reason(caplog, refused(stalled))
-    assert leader.thread.is_alive() and leader.error is None
+    assert leader.thread.is_alive()
+    assert leader.error is None
     follower = StepFollower("127.0.0.1", leader.port, 1, KEY, GROUP)
     join(follower).join(30)
     leader.thread.join(30)
