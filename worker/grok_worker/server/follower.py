@@ -19,6 +19,7 @@ from grpc_health.v1 import health_pb2
 
 from grok_worker.engine.api import Engine
 from grok_worker.engine.multihost import HostLostError, StepFollower, run_follower
+from grok_worker.engine.step_handshake import HandshakeRefusedError
 from grok_worker.server.app import EngineFactory
 from grok_worker.server.health_port import bind_grpc, health_only_server
 from grok_worker.server.process import JOIN_TIMEOUT_SECONDS, exit_now, install_signals
@@ -72,7 +73,12 @@ async def serve_follower(
         log.info("stopped while loading; exiting")
         await asyncio.gather(*(server.stop(0) for server in servers))
         exit_now(0)
-    engine = joining.result()  # a failed load raises here: traceback and exit 1
+    try:
+        engine = joining.result()  # a failed load raises here: traceback and exit 1
+    except (HandshakeRefusedError, TimeoutError) as err:
+        log.error("could not join the group's step channel: %s", err)
+        await asyncio.gather(*(server.stop(0) for server in servers))
+        return 1
     await health.set("", health_pb2.HealthCheckResponse.SERVING)
     result: dict[str, int] = {}
 

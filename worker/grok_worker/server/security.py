@@ -16,7 +16,7 @@ from grok_worker.contract import GroupEnv, SecuritySection
 from grok_worker.server.config import ConfigError
 from grok_worker.server.health_port import health_host
 from grok_worker.server.listen import ANY_HOSTS
-from grok_worker.server.tls import TLSConfigError, TLSFiles, read_tls
+from grok_worker.server.tls import TLSConfigError, TLSFiles, read_tls, ssl_context
 from grok_worker.server.tokens import TokenStore, TokenStoreError
 
 
@@ -54,6 +54,8 @@ def read_group_key(path: str) -> bytes:
 def load_security(section: SecuritySection, group: GroupEnv) -> Security:
     try:
         tls = read_tls(section.tls)
+        if tls is not None:
+            ssl_context(tls)  # a certificate and key that do not match fail here, not at the first client
         tokens = TokenStore(section.tokens_dir) if section.tokens_dir else None
     except (TLSConfigError, TokenStoreError) as err:
         raise ConfigError(str(err)) from None
