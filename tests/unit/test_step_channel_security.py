@@ -228,18 +228,24 @@ def test_a_peer_that_stalls_is_dropped_after_the_handshake_timeout(
     replay_one_step(leader, follower)
 
 
-def test_too_many_handshakes_at_once_are_closed_unread(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_too_many_handshakes_at_once_are_closed_unread_and_the_follower_tries_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(multihost, "MAX_PENDING_HANDSHAKES", 2)
     leader = Leader()
     stalls = [hostile(leader.port, send(b"")) for _ in range(2)]
     extra = socket.create_connection(("127.0.0.1", leader.port), timeout=10)
     assert extra.recv(4096) == b""  # closed without a nonce: no thread, no slot
-    for sock in stalls:
-        sock.close()  # their handshakes end; the real follower gets a thread again
     follower = StepFollower("127.0.0.1", leader.port, 1, KEY, GROUP)
-    join(follower).join(30)
+    joining = join(follower)  # refused while the stalls hold every handshake, so it retries
+    joining.join(0.5)
+    assert joining.is_alive()
+    for sock in stalls:
+        sock.close()  # their handshakes end; the follower's next try gets a thread
+    joining.join(30)
     leader.thread.join(30)
     assert leader.error is None
+    assert set(leader.broadcaster._peers) == {1}
     replay_one_step(leader, follower)
 
 

@@ -34,6 +34,7 @@ from typing import Any
 from grok_worker.engine.api import Engine, EngineSpec, Prefix, ProgressFn, SampledToken, SamplingParams
 from grok_worker.engine.step_handshake import (
     HandshakeRefusedError,
+    LeaderBusyError,
     answer,
     challenge,
     check_answer,
@@ -265,26 +266,30 @@ class StepFollower:
         self._sock: socket.socket | None = None
 
     def connect(self, timeout: float) -> None:
-        """Reach the leader and join; HandshakeRefusedError when it refuses this host."""
+        """Reach the leader and join; HandshakeRefusedError when it refuses this host. A leader that
+        is not listening yet, or too busy to handshake, is tried again until `timeout`."""
         deadline = time.monotonic() + timeout
         while True:
             try:
-                sock = socket.create_connection(self.leader, timeout=5.0)
-                break
-            except OSError as exc:
+                self._sock = self._join(deadline)
+                return
+            except (OSError, LeaderBusyError) as exc:
                 if time.monotonic() >= deadline:
                     raise TimeoutError(
-                        f"could not reach the leader's step broadcast at {self.leader[0]}:{self.leader[1]} "
+                        f"could not join the leader's step broadcast at {self.leader[0]}:{self.leader[1]} "
                         f"within {timeout:.0f}s: {exc}"
                     ) from exc
                 time.sleep(0.2)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _join(self, deadline: float) -> socket.socket:
+        sock = socket.create_connection(self.leader, timeout=5.0)
         try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             answer(sock, self._key, self._group, self.process_id, max(1.0, deadline - time.monotonic()))
         except BaseException:
             sock.close()
             raise
-        self._sock = sock
+        return sock
 
     def frames(self) -> Iterator[dict[str, Any]]:
         assert self._sock is not None, "connect() first"

@@ -38,6 +38,11 @@ class HandshakeRefusedError(Exception):
     """The leader refused a peer; the message is safe to log (no key, no MAC)."""
 
 
+class LeaderBusyError(HandshakeRefusedError):
+    """The leader closed the connection before sending its nonce (too many handshakes at once):
+    worth another try."""
+
+
 def step_mac(key: bytes, nonce: bytes, group: str, process_id: int) -> str:
     message = b"\0".join((PROTOCOL.encode(), nonce, group.encode(), str(process_id).encode()))
     return hmac.new(key, message, hashlib.sha256).hexdigest()
@@ -81,6 +86,11 @@ def answer(sock: socket.socket, key: bytes | None, group: str, process_id: int, 
     `timeout` bounds the wait for the nonce: the leader sends it only once its engine is loaded."""
     try:
         hello = recv_frame(sock, MAX_HANDSHAKE_FRAME, time.monotonic() + timeout)
+    except (HostLostError, ConnectionResetError):
+        raise LeaderBusyError("the leader closed the step channel before its handshake") from None
+    except (FrameError, TimeoutError) as err:
+        raise HandshakeRefusedError(f"the leader's step-channel handshake failed: {err}") from None
+    try:
         nonce = _nonce(hello)
         mac = step_mac(key, nonce, group, process_id) if key is not None else ""
         send_frame(sock, {"process_id": process_id, "mac": mac})
