@@ -5,9 +5,10 @@ Data flow: `WorkerServer.start()` binds grpc.aio with the generation service, gr
 the metrics exporter (`/metrics` only) and, when `health_port` is set, a plaintext gRPC server with
 nothing but the same health servicer (for kubelet probes, which cannot speak TLS). With `tls` both
 APIs serve TLS (mutual TLS with a client CA); with `tokens` every call but health and reflection
-needs a bearer token (`server.auth`). Both front doors admit requests through one `Frontend` into one scheduler. `load()` runs the blocking engine factory
-and warmup in a thread (the event loop keeps answering health and ModelInfo with the load state and
-progress), waits for the group's hosts, starts the scheduler and flips health to SERVING.
+needs a bearer token (`server.auth`). Both front doors admit requests through one `Frontend` into
+one scheduler. `load()` runs the blocking engine factory and warmup in a thread (the event loop
+keeps answering health and ModelInfo with the load state and progress), waits for the group's
+hosts, starts the scheduler and flips health to SERVING.
 `drain(grace)` flips to NOT_SERVING (DRAINING), refuses new requests, lets in-flight ones finish
 for up to `grace` seconds, ends the rest with UNAVAILABLE (HTTP 503), and stops the servers.
 """
