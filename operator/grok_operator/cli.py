@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from grok_operator.crd import render_crd_yaml
+from grok_operator.ratelimit import CreateLimits
 from grok_operator.runtime import OperatorConfig, serve
 
 
@@ -66,6 +67,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--resync-seconds", type=float, default=30.0, help="re-check every object this often")
     run.add_argument("--workers", type=int, default=8, help="threads running reconcile passes")
+    limits = CreateLimits()
+    run.add_argument(
+        "--create-rate", type=float, default=limits.rate, help="replica groups created per second, overall"
+    )
+    run.add_argument("--create-burst", type=int, default=limits.burst, help="groups created at once, overall")
+    run.add_argument(
+        "--deployment-create-rate",
+        type=float,
+        default=limits.per_deployment_rate,
+        help="replica groups created per second for one GrokDeployment",
+    )
+    run.add_argument(
+        "--deployment-create-burst",
+        type=int,
+        default=limits.per_deployment_burst,
+        help="groups created at once for one GrokDeployment",
+    )
     sub.add_parser("crd", help="print the GrokDeployment CustomResourceDefinition (YAML)")
     return parser
 
@@ -103,6 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         resync_seconds=args.resync_seconds,
         liveness_endpoint=args.liveness or None,
         workers=args.workers,
+        create_limits=CreateLimits(
+            rate=args.create_rate,
+            burst=args.create_burst,
+            per_deployment_rate=args.deployment_create_rate,
+            per_deployment_burst=args.deployment_create_burst,
+        ),
     )
 
     async def run() -> None:
