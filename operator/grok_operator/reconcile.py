@@ -24,6 +24,7 @@ from typing import Any
 from grok_operator import constants as c
 from grok_operator.admission import NOT_PERMITTED, admission_message
 from grok_operator.capacity import plan_memory
+from grok_operator.dependencies import creation_failures, explain, short_of_pods
 from grok_operator.drift import drifted, version
 from grok_operator.kube import ApiError, KubeApi, Observed
 from grok_operator.observe import GroupObservation, GroupState, gated_pod_groups, observe_group
@@ -210,6 +211,7 @@ class Reconciler:
             memory=memory,
             admission=admission,
         )
+        groups = self._explain_missing_pods(owner, observed, groups, spec.topology.hosts_per_replica)
         if not capacity.fits:
             status = infeasible_status(inputs, capacity, groups)
             self._event_on_change(
@@ -299,6 +301,21 @@ class Reconciler:
             next_create = max(0.2, self.limiter.wait((owner.namespace, owner.name)))
             requeue = next_create if requeue is None else min(requeue, next_create)
         return Outcome(writes=self.api.thread_writes - before, requeue_after=requeue, phase=status.phase)
+
+    def _explain_missing_pods(
+        self, owner: Owner, observed: Observed, groups: dict[int, GroupObservation], hosts: int
+    ) -> dict[int, GroupObservation]:
+        """Groups short of pods get the StatefulSet controller's reason (one Event list, only then)."""
+        short = [i for i, g in groups.items() if short_of_pods(g, hosts)]
+        if not short:
+            return groups
+        uids = {n: str(s["metadata"].get("uid", "")) for n, s in observed.statefulsets.items()}
+        failures = creation_failures(self.api.failed_creates(owner.namespace), uids)
+        out = dict(groups)
+        for i in short:
+            if (failure := failures.get(groups[i].name)) is not None:
+                out[i] = explain(groups[i], failure)
+        return out
 
     def _deferred_creations(
         self, owner: Owner, keep: tuple[int, ...], groups: Mapping[int, GroupObservation]

@@ -43,6 +43,9 @@ class MemoryApi(KubeApi):
                 table[kind][obj_name] = copy.deepcopy(obj)
         return observed
 
+    def failed_creates(self, namespace: str) -> list[dict[str, Any]]:
+        return []  # this API's StatefulSets always get their pods (run_pods)
+
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         self.log.append(f"apply {obj['kind']} {obj['metadata']['name']}")
         stored = copy.deepcopy(obj)
