@@ -208,10 +208,11 @@ def parse_quantity(text: object) -> Decimal | None:
 def _resource_problems(spec: GrokDeploymentSpec) -> Iterator[Problem]:
     gpu = spec.topology.gpu_resource_name
     prefix, _, _ = gpu.rpartition("/")
-    if not _qualified(gpu) or not prefix or prefix.endswith("kubernetes.io"):
+    # An extended resource (<vendor-domain>/<name>), or a native one such as cpu for CPU-only runs.
+    if not _qualified(gpu) or prefix.endswith("kubernetes.io"):
         yield (
             "spec.topology.gpuResourceName",
-            f"{gpu!r} is not an extended resource name; use <vendor-domain>/<name>, e.g. nvidia.com/gpu",
+            f"{gpu!r} is not a resource name; use <vendor-domain>/<name>, e.g. nvidia.com/gpu (or cpu)",
         )
     resources = spec.resources
     for key in sorted(set(resources) - _RESOURCE_KEYS):

@@ -81,7 +81,7 @@ CHILD_REFUSALS = [
     ("port-coord", {"serving": {"port": 8476}}, "spec.serving.port"),
     ("tol", {"tolerations": [{"key": "a", "operator": "Sometimes"}]}, "spec.tolerations[0].operator"),
     ("qty", {"resources": {"requests": {"cpu": "lots"}}}, "spec.resources.requests.cpu"),
-    ("gpu-name", {"topology": {"hostsPerReplica": 1, "gpusPerHost": 1, "gpuResourceName": "gpu"}}, "gpuResourceName"),
+    ("gpu-name", {"topology": {"hostsPerReplica": 1, "gpusPerHost": 1, "gpuResourceName": "nvidia.com/g p u"}}, "gpuResourceName"),
     ("escape", {"model": {"preset": "tiny", "checkpoint": {"hostPath": {"path": "/m"}, "path": "../../etc"}}}, "checkpoint.path"),
     ("passwd", {"model": {"preset": "tiny", "checkpoint": {"hostPath": {"path": "/m"}}, "tokenizerPath": "/etc/passwd"}}, "tokenizerPath"),
 ]  # fmt: skip

@@ -79,7 +79,7 @@ def test_the_http_port_may_reuse_a_port_when_http_is_off() -> None:
         ({"resources": {"requests": {"cpu": "two"}}}, "spec.resources.requests.cpu"),
         ({"resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}}, "spec.resources.requests.cpu"),
         ({"resources": {"request": {"cpu": "2"}}}, "spec.resources.request"),
-        ({"topology": {"gpuResourceName": "gpu"}}, "spec.topology.gpuResourceName"),
+        ({"topology": {"gpuResourceName": "kubernetes.io/gpu"}}, "spec.topology.gpuResourceName"),
         ({"topology": {"gpuResourceName": "nvidia.com/g p u"}}, "spec.topology.gpuResourceName"),
         ({"nodeSelector": {"gpu": "a b"}}, "spec.nodeSelector.gpu"),
         ({"serviceAccountName": "Not_A_Name"}, "spec.serviceAccountName"),
@@ -200,3 +200,13 @@ def test_group_creations_are_bounded_per_object_and_overall() -> None:
     assert limiter.take(("n", "a"), 100) == 2
     now[0] = 100.0
     assert limiter.take(("n", "a"), 3) == 3
+
+
+def test_plain_log_lines_name_the_object() -> None:
+    import logging
+
+    from grok_operator.cli import PlainFormatter
+
+    record = logging.LogRecord("kopf.objects", logging.INFO, __file__, 1, "reconciled", None, None)
+    record.k8s_ref = {"kind": "GrokDeployment", "namespace": "ns", "name": "chat"}
+    assert PlainFormatter().format(record).endswith("reconciled [GrokDeployment ns/chat]")
