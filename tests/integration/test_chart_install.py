@@ -401,6 +401,18 @@ def test_losing_a_pod_scaling_and_a_refused_spec_go_through_the_charts_rbac(
 
     wait_for("the InsufficientDeviceMemory Event", refusal_event_posted, 30)
     cluster.kubectl("delete", "grokdeployment", "too-big", "-n", APP_NS, "--timeout=60s")
+    # Pods the StatefulSet controller cannot create: its FailedCreate Event's message in the status.
+    no_sa = next(d for d in yaml.safe_load_all(EXAMPLE.read_text()) if d["kind"] == "GrokDeployment")
+    no_sa["metadata"]["name"] = "no-sa"
+    no_sa["spec"]["serviceAccountName"] = "missing"
+    cluster.kubectl("apply", "-n", APP_NS, "-f", "-", input=json.dumps(no_sa))
+
+    def missing_account_reported() -> bool:
+        conditions = grokdeployment(cluster, "no-sa").get("status", {}).get("conditions", [])
+        return any('serviceaccount "missing" not found' in cond.get("message", "") for cond in conditions)
+
+    wait_for("the missing ServiceAccount in no-sa's conditions", missing_account_reported, 90)
+    cluster.kubectl("delete", "grokdeployment", "no-sa", "-n", APP_NS, "--timeout=60s")
     assert_nothing_refused(installed)
 
 
