@@ -30,6 +30,7 @@ from grok_operator.kube import ApiError, KubeApi, Observed
 from grok_operator.observe import GroupObservation, GroupState, gated_pod_groups, observe_group
 from grok_operator.planner import RolloutLimits, next_backoff, plan_groups
 from grok_operator.ratelimit import CreateLimiter
+from grok_operator.recreation import leftovers
 from grok_operator.refusals import (
     REFUSAL_RETRY_SECONDS,
     ChildRefusedError,
@@ -65,6 +66,9 @@ class GroupMemory:
     deleted_uids: dict[str, float] = field(default_factory=dict)
     #: Pods of this group the watch saw deleted by someone else (name by uid), until it is recreated.
     lost: dict[str, str] = field(default_factory=dict)
+    #: When this operator last deleted the group's pods (recreation or roll), as the API writes
+    #: times; pods created before it belong to the replaced incarnation (recreation.py).
+    recreated_at: str = ""
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,7 @@ def _observe_groups(
         )
         if groups[index].state is GroupState.READY:
             remembered.recreations = 0
+            remembered.recreated_at = ""
     return groups
 
 
@@ -202,6 +207,7 @@ class Reconciler:
             device_memory_bytes=valid.device_memory_bytes,
         )
         template = template_hash(owner, valid)
+        self._delete_leftovers(owner, observed, memory)
         groups = _observe_groups(
             owner,
             observed,
@@ -257,6 +263,7 @@ class Reconciler:
             remembered.retry_at = now + next_backoff(
                 spec.failure_policy.backoff_seconds, remembered.recreations
             )
+            remembered.recreated_at = now_iso
             self._delete_pods(owner, group, remembered)
             self.api.post_event(
                 body,
@@ -266,6 +273,7 @@ class Reconciler:
             )
         for index in plan.roll:
             group = groups[index]
+            memory.group(index).recreated_at = now_iso
             self._delete_pods(owner, group, memory.group(index))
             self.api.post_event(
                 body,
@@ -437,6 +445,21 @@ class Reconciler:
                     and not obj["metadata"].get("deletionTimestamp")
                 ):
                     self.api.delete(kind, owner.namespace, name, uid=obj["metadata"].get("uid"))
+
+    def _delete_leftovers(self, owner: Owner, observed: Observed, memory: DeploymentMemory) -> None:
+        """Pods of a replaced group created before the replacement: part of the same recreation."""
+        for index, remembered in memory.groups.items():
+            name = group_name(owner.name, index)
+            for pod, uid in leftovers(observed.pods, name, remembered.recreated_at, remembered.deleted_uids):
+                logger.info(
+                    "%s/%s: pod %s predates the recreation of %s; deleting it too",
+                    owner.namespace,
+                    owner.name,
+                    pod,
+                    name,
+                )
+                remembered.deleted_uids[uid] = time.monotonic()
+                self.api.delete("Pod", owner.namespace, pod, uid=uid)
 
     def _delete_pods(self, owner: Owner, group: GroupObservation, remembered: GroupMemory) -> None:
         remembered.lost.clear()

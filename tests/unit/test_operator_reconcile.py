@@ -22,6 +22,11 @@ class MemoryApi(KubeApi):
         self.status: dict[str, Any] = {}
         self.events: list[tuple[str, str]] = []
         self.log: list[str] = []
+        #: The wall clock in seconds: each pass runs a second later, pods are created "now".
+        self.second = 0
+
+    def now_iso(self) -> str:
+        return f"2026-01-01T00:{self.second // 60:02d}:{self.second % 60:02d}Z"
 
     @property
     def writes(self) -> int:
@@ -82,13 +87,13 @@ class MemoryApi(KubeApi):
                     "metadata": {
                         "name": pod_name,
                         "uid": f"uid-{pod_name}-{len(self.log)}",
-                        "creationTimestamp": "2026-01-01T00:00:00Z",
+                        "creationTimestamp": self.now_iso(),
                         "labels": {**template, c.LABEL_POD_INDEX: str(host)},
                     },
                     "status": {
                         "phase": "Running",
                         "conditions": [
-                            {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:10Z"}
+                            {"type": "Ready", "status": "True", "lastTransitionTime": self.now_iso()}
                         ],
                         "containerStatuses": [
                             {"name": "worker", "restartCount": 1 if pod_name == restarts_of else 0}
@@ -114,7 +119,9 @@ def body(api: MemoryApi, **spec: Any) -> dict[str, Any]:
 
 def run(api: MemoryApi, memory: DeploymentMemory, **spec: Any) -> list[str]:
     start = len(api.log)
-    Reconciler(api).reconcile(body(api, **spec), memory, now=100.0, now_iso="2026-01-01T00:01:00Z")
+    api.second += 1
+    Reconciler(api).reconcile(body(api, **spec), memory, now=100.0, now_iso=api.now_iso())
+    api.second += 1
     return api.log[start:]
 
 
@@ -197,3 +204,29 @@ def test_a_pod_deleted_by_someone_else_recreates_its_group_but_not_one_the_opera
         memory.pod_deleted(0, uid, "chat-g0-x")
     assert not [w for w in run(api, memory) if w.startswith("delete")]
     assert api.status["phase"] == "Ready"
+
+
+def test_a_sibling_created_while_its_group_was_recreated_goes_with_that_recreation() -> None:
+    api, memory = MemoryApi(), DeploymentMemory()
+    run(api, memory)
+    api.run_pods()
+    run(api, memory)
+    lost = api.objects.pop(("Pod", "chat-g0-1"))
+    memory.pod_deleted(0, lost["metadata"]["uid"], "chat-g0-1")
+    recreated_at = api.second + 1  # the next pass's time
+    writes = run(api, memory)  # it lists the group before the controller replaces chat-g0-1
+    assert "delete Pod chat-g0-0" in writes
+    events = len(api.events)
+    # The controller's replacement of chat-g0-1 was created between that list and the deletions.
+    api.second = recreated_at - 1
+    api.run_pods()
+    api.objects.pop(("Pod", "chat-g0-0"))  # chat-g0-0's replacement comes later
+    api.second = recreated_at + 1
+    writes = run(api, memory)
+    assert "delete Pod chat-g0-1" in writes, "the sibling of the failed incarnation was left running"
+    assert len(api.events) == events, "one failure, one recreation: no second GroupRecreated"
+    # Pods created after the recreation are the new incarnation: left alone, the group gets Ready.
+    api.run_pods()
+    assert not [w for w in run(api, memory) if w.startswith("delete")]
+    assert api.status["phase"] == "Ready"
+    assert len(api.events) == events
