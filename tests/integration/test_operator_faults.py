@@ -124,27 +124,60 @@ def test_children_changed_by_hand_are_put_back(kube: Kube) -> None:
     kube.wait_ready("drift", 1)
     kube.cluster.kubectl("scale", "statefulset/drift-g0", "--replicas=3", "-n", kube.namespace)
     kube.cluster.kubectl(
+        "set", "image", "statefulset/drift-g0", "worker=example.invalid/other:1", "-n", kube.namespace
+    )
+    kube.cluster.kubectl(
+        "patch",
+        "service",
+        "drift",
+        "-n",
+        kube.namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"selector":{"x":"y"}}}',
+    )
+    kube.cluster.kubectl(
         "patch", "configmap", "drift-worker-config", "-n", kube.namespace, "--type=json",
         "-p", json.dumps([{"op": "remove", "path": "/data"}]),
     )  # fmt: skip
 
     def restored() -> bool:
         sts, cm = kube.get("statefulset", "drift-g0"), kube.get("configmap", "drift-worker-config")
-        return bool(sts and cm and sts["spec"]["replicas"] == 2 and cm.get("data"))
+        svc = kube.get("service", "drift")
+        return bool(
+            sts
+            and cm
+            and svc
+            and sts["spec"]["replicas"] == 2
+            and sts["spec"]["template"]["spec"]["containers"][0]["image"]
+            == "example.invalid/grok-worker:test"
+            and cm.get("data")
+            and "x" not in svc["spec"]["selector"]
+        )
 
-    wait_for("the StatefulSet's replicas and the ConfigMap's data to be put back", restored, 30)
+    wait_for("the StatefulSet, the ConfigMap and the Service to be put back", restored, 30)
     events = [e for e in kube.events("drift") if e["reason"] == c.EventReason.DRIFT_CORRECTED]
-    assert {"StatefulSet drift-g0", "ConfigMap drift-worker-config"} <= {
+    assert {"StatefulSet drift-g0", "ConfigMap drift-worker-config", "Service drift"} <= {
         " ".join(e["message"].split()[:2]) for e in events
     }, [e["message"] for e in events]
     kube.wait_ready("drift", 1)
 
 
-def test_a_missing_service_account_reaches_the_status_in_the_controllers_words(kube: Kube) -> None:
-    kube.apply(small("nosa", kube.namespace, replicas=1, serviceAccountName="missing"))
-    ready = _ready_condition(kube, "nosa", c.Reason.UNSCHEDULABLE, timeout=90)
-    assert 'serviceaccount "missing" not found' in ready["message"], ready["message"]
-    assert kube.gd("nosa")["status"]["phase"] == "Unschedulable"
+MISSING_DEPENDENCIES = [
+    ("nosa", {"serviceAccountName": "missing"}, 'serviceaccount "missing" not found'),
+    ("nopc", {"priorityClassName": "missing"}, "no PriorityClass with name missing was found"),
+    ("nopvc", {"model": {"preset": "tiny", "checkpoint": {"pvc": {"claimName": "missing"}}}},
+     'persistentvolumeclaim "missing" not found'),
+]  # fmt: skip
+
+
+def test_missing_dependencies_reach_the_status_in_the_controllers_own_words(kube: Kube) -> None:
+    for name, spec, _ in MISSING_DEPENDENCIES:
+        kube.apply(small(name, kube.namespace, replicas=1, **spec))
+    for name, _, words in MISSING_DEPENDENCIES:
+        ready = _ready_condition(kube, name, c.Reason.UNSCHEDULABLE, timeout=90)
+        assert words in ready["message"], ready["message"]
+        assert kube.gd(name)["status"]["phase"] == "Unschedulable"
 
 
 def test_replicas_above_the_schema_maximum_are_refused(kube: Kube) -> None:
@@ -176,6 +209,32 @@ def test_the_operator_carries_on_after_the_api_server_is_down_for_20_seconds(
     kube.cluster.kubectl("scale", "grokdeployment/outage", "--replicas=2", "-n", kube.namespace)
     kube.wait_ready("outage", 2, timeout=180)
     assert len(kube.items("statefulsets")) == 2
+
+
+def test_a_spec_turned_invalid_keeps_the_endpoint_of_the_groups_still_serving(kube: Kube) -> None:
+    kube.apply(small("keep", kube.namespace, replicas=1))
+    endpoint = kube.wait_ready("keep", 1)["status"]["endpoint"]
+    assert endpoint
+    kube.apply(small("keep", kube.namespace, replicas=1, serving={"port": 9090}))
+    _ready_condition(kube, "keep", c.Reason.INVALID_SPEC)
+    status = kube.gd("keep")["status"]
+    assert status["endpoint"] == endpoint
+    assert status["readyReplicas"] == 1
+    assert len(kube.items("statefulsets")) == 1
+
+
+def test_deleting_a_namespace_ends_its_loops_and_completes(
+    cluster: Any, kube: Kube, operator: OperatorThread
+) -> None:
+    kube.apply(small("ns", kube.namespace, replicas=1))
+    kube.wait_ready("ns", 1)
+    cluster.kubectl("delete", "namespace", kube.namespace, "--wait=false")
+    wait_for("the loop of ns to end", lambda: (kube.namespace, "ns") not in operator.state.wakers, 60)
+
+    def namespace_gone() -> bool:
+        return cluster.kubectl("get", "namespace", kube.namespace, check=False).returncode != 0
+
+    wait_for("the namespace to be gone (no finalizer left behind)", namespace_gone, 90)
 
 
 def test_a_deleted_grokdeployments_loop_ends_and_leaves_nothing(kube: Kube, operator: OperatorThread) -> None:

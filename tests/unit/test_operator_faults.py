@@ -210,3 +210,28 @@ def test_plain_log_lines_name_the_object() -> None:
     record = logging.LogRecord("kopf.objects", logging.INFO, __file__, 1, "reconciled", None, None)
     record.k8s_ref = {"kind": "GrokDeployment", "namespace": "ns", "name": "chat"}
     assert PlainFormatter().format(record).endswith("reconciled [GrokDeployment ns/chat]")
+
+
+def test_a_missing_secret_is_named_in_the_groups_message() -> None:
+    from grok_operator.observe import observe_group
+
+    pod = {
+        "metadata": {"name": "x-g0-0", "uid": "u", "labels": {}},
+        "status": {
+            "phase": "Pending",
+            "containerStatuses": [
+                {
+                    "name": "worker",
+                    "restartCount": 0,
+                    "state": {
+                        "waiting": {
+                            "reason": "CreateContainerConfigError",
+                            "message": 'secret "tokens" not found',
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    group = observe_group(0, "x-g0", {"spec": {"replicas": 1}}, [pod], hosts=1, template_hash="")
+    assert 'CreateContainerConfigError: secret "tokens" not found' in group.message
