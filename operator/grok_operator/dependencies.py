@@ -14,14 +14,30 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from grok_operator.observe import GroupObservation, GroupState
 
+#: A StatefulSet younger than this is normally still getting its pods: its Events are not read.
+CREATE_GRACE = timedelta(seconds=5)
 
-def short_of_pods(group: GroupObservation, hosts: int) -> bool:
-    """A group whose StatefulSet exists but has fewer pods than hosts, with nothing else to say."""
-    return group.state is GroupState.LOADING and len(group.live_pods) < hosts
+
+def short_of_pods(
+    group: GroupObservation, hosts: int, statefulset: Mapping[str, Any] | None, now_iso: str
+) -> bool:
+    """A group whose StatefulSet exists (for a while) but has fewer pods than hosts, with nothing
+    else to say about it."""
+    if group.state is not GroupState.LOADING or len(group.live_pods) >= hosts or statefulset is None:
+        return False
+    created = str((statefulset.get("metadata") or {}).get("creationTimestamp") or "")
+    if not created or not now_iso:
+        return True
+    return _time(now_iso) - _time(created) >= CREATE_GRACE
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def creation_failures(

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 class CreateLimits:
     """Group creations per second and the burst allowed at once, overall and per GrokDeployment."""
 
-    rate: float = 10.0
-    burst: int = 20
-    per_deployment_rate: float = 2.0
-    per_deployment_burst: int = 8
+    rate: float = 20.0
+    burst: int = 40
+    per_deployment_rate: float = 5.0
+    per_deployment_burst: int = 10
 
 
 @dataclass

@@ -217,7 +217,7 @@ class Reconciler:
             memory=memory,
             admission=admission,
         )
-        groups = self._explain_missing_pods(owner, observed, groups, spec.topology.hosts_per_replica)
+        groups = self._explain_missing_pods(owner, observed, groups, spec.topology.hosts_per_replica, now_iso)
         if not capacity.fits:
             status = infeasible_status(inputs, capacity, groups)
             self._event_on_change(
@@ -311,10 +311,14 @@ class Reconciler:
         return Outcome(writes=self.api.thread_writes - before, requeue_after=requeue, phase=status.phase)
 
     def _explain_missing_pods(
-        self, owner: Owner, observed: Observed, groups: dict[int, GroupObservation], hosts: int
+        self, owner: Owner, observed: Observed, groups: dict[int, GroupObservation], hosts: int, now_iso: str
     ) -> dict[int, GroupObservation]:
         """Groups short of pods get the StatefulSet controller's reason (one Event list, only then)."""
-        short = [i for i, g in groups.items() if short_of_pods(g, hosts)]
+        short = [
+            i
+            for i, g in groups.items()
+            if short_of_pods(g, hosts, observed.statefulsets.get(g.name), now_iso)
+        ]
         if not short:
             return groups
         uids = {n: str(s["metadata"].get("uid", "")) for n, s in observed.statefulsets.items()}
