@@ -5,10 +5,11 @@ tests/integration/test_operator_*.py."""
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from grok_operator import constants as c
-from grok_operator.kube import KubeApi, Observed
+from grok_operator.kube import ApiError, KubeApi, Observed
 from grok_operator.reconcile import DeploymentMemory, Reconciler
 
 NS, NAME = "serving", "chat"
@@ -230,3 +231,52 @@ def test_a_sibling_created_while_its_group_was_recreated_goes_with_that_recreati
     assert not [w for w in run(api, memory) if w.startswith("delete")]
     assert api.status["phase"] == "Ready"
     assert len(api.events) == events
+
+
+class RefusingApi(MemoryApi):
+    """Refuses every StatefulSet the way the apiserver refuses an invalid one."""
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        if obj["kind"] == "StatefulSet":
+            self.log.append(f"refused {obj['metadata']['name']}")
+            document = {
+                "kind": "Status",
+                "message": "StatefulSet is invalid: spec.template.spec.affinity.nodeAffinity: Required value",
+                "details": {"causes": [{"field": "spec.template.spec.affinity.nodeAffinity"}]},
+            }
+            raise ApiError("PATCH", "/statefulsets", 422, json.dumps(document))
+        return super().apply(obj)
+
+
+def test_a_refused_child_is_reported_once_and_retried_only_when_the_spec_changes() -> None:
+    api, memory = RefusingApi(), DeploymentMemory()
+    first = run(api, memory)
+    assert "refused chat-g0" in first
+    assert api.status["phase"] == "Invalid"
+    ready = api.status["conditions"][0]
+    assert ready["reason"] == c.Reason.REFUSED_BY_API_SERVER
+    assert "spec.affinity" in ready["message"]
+    assert "Required value" in ready["message"]
+    assert api.events[-1][0] == c.Reason.REFUSED_BY_API_SERVER
+    assert run(api, memory) == [], "an unchanged refused spec is not tried again at once"
+    start = len(api.log)
+    edited = body(api)
+    edited["metadata"]["generation"] = 2
+    Reconciler(api).reconcile(edited, memory, now=100.0, now_iso=api.now_iso())
+    assert "refused chat-g0" in api.log[start:], "a changed spec is tried again"
+
+
+def test_a_child_changed_by_hand_is_put_back_once_with_an_event() -> None:
+    api, memory = MemoryApi(), DeploymentMemory()
+    run(api, memory)
+    api.run_pods()
+    run(api, memory)
+    sts = api.objects[("StatefulSet", "chat-g0")]
+    sts["spec"]["replicas"] = 5
+    sts["metadata"]["generation"] = 7  # someone else's write
+    writes = run(api, memory)
+    assert "apply StatefulSet chat-g0" in writes
+    assert api.events[-1][0] == c.EventReason.DRIFT_CORRECTED
+    assert "spec.replicas" in api.events[-1][1]
+    assert api.objects[("StatefulSet", "chat-g0")]["spec"]["replicas"] == 2
+    assert run(api, memory) == []
