@@ -235,3 +235,32 @@ def test_a_missing_secret_is_named_in_the_groups_message() -> None:
     }
     group = observe_group(0, "x-g0", {"spec": {"replicas": 1}}, [pod], hosts=1, template_hash="")
     assert 'CreateContainerConfigError: secret "tokens" not found' in group.message
+
+
+def test_failed_creates_are_matched_to_the_current_statefulset_and_only_after_a_grace() -> None:
+    from grok_operator.dependencies import creation_failures, short_of_pods
+    from grok_operator.observe import GroupObservation, GroupState
+
+    events = [
+        {
+            "involvedObject": {"name": "x-g0", "uid": "old"},
+            "lastTimestamp": "2026-01-01T00:00:09Z",
+            "message": "old",
+        },
+        {
+            "involvedObject": {"name": "x-g0", "uid": "new"},
+            "lastTimestamp": "2026-01-01T00:00:01Z",
+            "message": "a",
+        },
+        {
+            "involvedObject": {"name": "x-g0", "uid": "new"},
+            "lastTimestamp": "2026-01-01T00:00:05Z",
+            "message": "b",
+        },
+    ]
+    assert creation_failures(events, {"x-g0": "new"}) == {"x-g0": "b"}
+    loading = GroupObservation(0, "x-g0", GroupState.LOADING)
+    sts = {"metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"}}
+    assert not short_of_pods(loading, 2, sts, "2026-01-01T00:00:03Z")
+    assert short_of_pods(loading, 2, sts, "2026-01-01T00:00:06Z")
+    assert not short_of_pods(loading, 0, sts, "2026-01-01T00:00:06Z")
