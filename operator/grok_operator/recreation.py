@@ -7,6 +7,10 @@ recreate the group a second time. So the recreation remembers when it deleted (`
 pass's wall-clock time, in the API's second-resolution format), and later passes delete, as part
 of the same recreation (no Event, no back-off), every live pod of the group created before then.
 
+The comparison is at the API's one-second resolution and against the operator's clock: a sibling
+created in the same second as the deletions is not caught (the old behaviour), and an operator
+clock ahead of the apiserver's can delete a fresh replacement once more (a pod not yet loaded).
+
 Data flow: the group's listed pods + `recreated_at` + the uids the operator already deleted →
 `leftovers()` → (name, uid) of the pods to delete too.
 """
