@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from grok_operator.crd import render_crd_yaml
+from grok_operator.ratelimit import CreateLimits
 from grok_operator.runtime import OperatorConfig, serve
 
 
@@ -35,6 +36,21 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+class PlainFormatter(logging.Formatter):
+    """One line per record, naming the object it is about (kopf's `k8s_ref`) when there is one."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        ref = getattr(record, "k8s_ref", None)
+        if isinstance(ref, dict) and ref.get("name"):
+            where = f"{ref['namespace']}/{ref['name']}" if ref.get("namespace") else str(ref["name"])
+            line = f"{line} [{ref.get('kind', 'object')} {where}]" if where not in line else line
+        return line
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,6 +82,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--resync-seconds", type=float, default=30.0, help="re-check every object this often")
     run.add_argument("--workers", type=int, default=8, help="threads running reconcile passes")
+    limits = CreateLimits()
+    run.add_argument(
+        "--create-rate", type=float, default=limits.rate, help="replica groups created per second, overall"
+    )
+    run.add_argument("--create-burst", type=int, default=limits.burst, help="groups created at once, overall")
+    run.add_argument(
+        "--deployment-create-rate",
+        type=float,
+        default=limits.per_deployment_rate,
+        help="replica groups created per second for one GrokDeployment",
+    )
+    run.add_argument(
+        "--deployment-create-burst",
+        type=int,
+        default=limits.per_deployment_burst,
+        help="groups created at once for one GrokDeployment",
+    )
     sub.add_parser("crd", help="print the GrokDeployment CustomResourceDefinition (YAML)")
     return parser
 
@@ -75,7 +108,7 @@ def _configure_logging(level: str, fmt: str) -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(PlainFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -103,6 +136,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         resync_seconds=args.resync_seconds,
         liveness_endpoint=args.liveness or None,
         workers=args.workers,
+        create_limits=CreateLimits(
+            rate=args.create_rate,
+            burst=args.create_burst,
+            per_deployment_rate=args.deployment_create_rate,
+            per_deployment_burst=args.deployment_create_burst,
+        ),
     )
 
     async def run() -> None:

@@ -18,6 +18,8 @@ SINGULAR: Final = "grokdeployment"
 SHORT_NAMES: Final = ("grokd", "gd")
 CRD_NAME: Final = f"{PLURAL}.{GROUP}"
 
+#: kopf's finalizer on every GrokDeployment (it stops the object's loop before the object goes).
+FINALIZER: Final = f"{GROUP}/operator"
 #: The one field manager every write of the operator goes through (server-side apply).
 FIELD_MANAGER: Final = "grok-operator"
 #: Image used when a GrokDeployment names none.
@@ -107,6 +109,10 @@ class Reason:
     AS_EXPECTED: Final = "AsExpected"
     #: replicas is 0: nothing to serve.
     SCALED_TO_ZERO: Final = "ScaledToZero"
+    #: The apiserver refuses a child (4xx): the message is the server's, with the field.
+    REFUSED_BY_API_SERVER: Final = "RefusedByApiServer"
+    #: The StatefulSet controller cannot create the pods (missing ServiceAccount, PriorityClass...).
+    POD_CREATION_FAILED: Final = "PodCreationFailed"
 
 
 class EventReason:
@@ -117,6 +123,9 @@ class EventReason:
     INVALID_SPEC: Final = Reason.INVALID_SPEC
     GROUP_ROLLED: Final = "GroupRolled"
     SCALED: Final = "Scaled"
+    REFUSED_BY_API_SERVER: Final = Reason.REFUSED_BY_API_SERVER
+    #: A child changed by hand was put back to what the spec renders.
+    DRIFT_CORRECTED: Final = "DriftCorrected"
 
 
 class Phase:

@@ -6,6 +6,11 @@ in a worker thread. Watch events for the GrokDeployment itself (spec edits, `kub
 for its pods and StatefulSets wake the daemon at once; without events it resyncs every
 `resync_seconds`. One daemon per object means passes for one object never overlap.
 
+Every pass starts from a fresh read of the object: a loop whose object is gone (deleted, its
+namespace or its CRD deleted) ends there, and never writes a child for it. An object being deleted
+loses kopf's finalizer here too, so deletion never waits on kopf (which stops serving a kind whose
+CRD is going, leaving its finalizers in place); children go with their owner (garbage collector).
+
 Why a daemon and event spies rather than on.create/on.update handlers: those make kopf write its
 own bookkeeping on every change (the last-handled-configuration annotation, progress in status).
 With this wiring kopf's only writes are its finalizer, added once and removed on deletion, and
@@ -15,7 +20,6 @@ the operator's writes are all hash- or diff-gated, so an idle operator writes no
 from __future__ import annotations
 
 import asyncio
-import copy
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,7 +29,9 @@ import kopf
 
 from grok_operator import constants as c
 from grok_operator.kube import ApiError, KubeApi
+from grok_operator.ratelimit import CreateLimiter
 from grok_operator.reconcile import DeploymentMemory, Reconciler
+from grok_operator.refusals import ObjectGoneError
 
 Key = tuple[str, str]
 
@@ -43,6 +49,8 @@ class OperatorState:
     resync_seconds: float = 30.0
     wakers: dict[Key, asyncio.Event] = field(default_factory=dict)
     memories: dict[Key, DeploymentMemory] = field(default_factory=dict)
+    #: Bounds group creations per object and overall; None: unbounded.
+    limiter: CreateLimiter | None = None
 
     def wake(self, namespace: str | None, name: str | None) -> None:
         if namespace and name and (event := self.wakers.get((namespace, name))) is not None:
@@ -55,7 +63,7 @@ def _now_iso() -> str:
 
 def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
     """Add the operator's handlers to `registry`, bound to `state`."""
-    reconciler = Reconciler(state.api)
+    reconciler = Reconciler(state.api, state.limiter)
     managed = {c.LABEL_MANAGED_BY: c.MANAGED_BY}
 
     @kopf.daemon(
@@ -70,31 +78,42 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
         **_: Any,
     ) -> None:
         key = (namespace or "", name)
+        uid = str(body.metadata.get("uid", ""))
         wake = state.wakers.setdefault(key, asyncio.Event())
         memory = state.memories.setdefault(key, DeploymentMemory())
         failures = 0
         try:
             while not stopped:
                 wake.clear()
-                snapshot = _snapshot(body)
                 wait = state.resync_seconds
                 try:
+                    snapshot = await asyncio.to_thread(_current, state.api, key, uid)
+                    if snapshot is None:
+                        logger.info(f"{key[0]}/{key[1]} is gone or being deleted: its loop ends")
+                        state.memories.pop(key, None)
+                        return
                     outcome = await asyncio.to_thread(
                         reconciler.reconcile, snapshot, memory, now=time.monotonic(), now_iso=_now_iso()
                     )
                     failures = 0
                     if outcome.writes:
-                        logger.info(f"reconciled: phase {outcome.phase}, {outcome.writes} write(s)")
+                        logger.info(
+                            f"{key[0]}/{key[1]} reconciled: phase {outcome.phase}, {outcome.writes} write(s)"
+                        )
                     if outcome.requeue_after is not None:
                         wait = min(wait, outcome.requeue_after)
+                except ObjectGoneError as err:
+                    logger.info(f"{key[0]}/{key[1]} is gone ({err}): its loop ends")
+                    state.memories.pop(key, None)
+                    return
                 except ApiError as err:
                     failures += 1
                     wait = min(ERROR_BACKOFF_SECONDS[1], ERROR_BACKOFF_SECONDS[0] * 2 ** (failures - 1))
-                    logger.warning(f"reconcile failed, retrying in {wait:.0f}s: {err}")
+                    logger.warning(f"{key[0]}/{key[1]}: reconcile failed, retrying in {wait:.0f}s: {err}")
                 except Exception:  # never let one object's bug kill its loop; report and back off
                     failures += 1
                     wait = min(ERROR_BACKOFF_SECONDS[1], ERROR_BACKOFF_SECONDS[0] * 2 ** (failures - 1))
-                    logger.exception(f"reconcile crashed, retrying in {wait:.0f}s")
+                    logger.exception(f"{key[0]}/{key[1]}: reconcile crashed, retrying in {wait:.0f}s")
                 await _sleep(wake, stopped, wait)
                 await asyncio.sleep(DEBOUNCE_SECONDS)
         finally:
@@ -105,6 +124,19 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
     @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL, registry=registry)
     def deployment_changed(namespace: str | None, name: str | None, **_: Any) -> None:
         state.wake(namespace, name)
+
+    @kopf.on.event(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        registry=registry,
+        when=lambda name, **_: name == c.CRD_NAME,
+    )
+    async def crd_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        if not body.metadata.get("deletionTimestamp"):
+            return
+        logger.warning(f"the {c.CRD_NAME} CRD is being deleted: releasing every GrokDeployment")
+        await release_all(state)
 
     @kopf.on.event("pods", labels=managed, registry=registry)
     def pod_changed(
@@ -123,6 +155,39 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
         state.wake(namespace, labels.get(c.LABEL_DEPLOYMENT))
 
 
+def _current(api: KubeApi, key: Key, uid: str) -> dict[str, Any] | None:
+    """The object as stored now; None (after taking kopf's finalizer off) when it is gone, being
+    deleted, or replaced by a new object of the same name."""
+    live = api.get(c.KIND, key[0], key[1])
+    if live is None or (uid and live["metadata"].get("uid") != uid):
+        return None
+    if live["metadata"].get("deletionTimestamp"):
+        api.remove_finalizer(live, c.FINALIZER)
+        return None
+    return live
+
+
+#: How long the operator keeps releasing GrokDeployments after their CRD started going.
+CRD_RELEASE_SECONDS = 120.0
+
+
+async def release_all(state: OperatorState) -> None:
+    """The CRD is being deleted: the apiserver deletes every GrokDeployment, and each must lose
+    kopf's finalizer (kopf itself no longer can). Wakes every loop (each then ends) and takes the
+    finalizer off every object this operator knows until none is left or the time runs out."""
+    deadline = time.monotonic() + CRD_RELEASE_SECONDS
+    pending = set(state.memories) | set(state.wakers)
+    while pending and time.monotonic() < deadline:
+        for key in sorted(pending):
+            state.wake(*key)
+            try:
+                if await asyncio.to_thread(_current, state.api, key, "") is None:
+                    pending.discard(key)
+            except ApiError:
+                pass  # tried again below, until the deadline
+        await asyncio.sleep(1.0)
+
+
 async def _sleep(wake: asyncio.Event, stopped: kopf.DaemonStopped, seconds: float) -> None:
     """Sleep until woken, stopped, or `seconds` pass, whichever comes first."""
     tasks = {asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stopped.wait())}
@@ -132,8 +197,3 @@ async def _sleep(wake: asyncio.Event, stopped: kopf.DaemonStopped, seconds: floa
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _snapshot(body: kopf.Body) -> dict[str, Any]:
-    """A plain, deep copy of kopf's live view of the object, stable for one pass."""
-    return copy.deepcopy({key: body[key] for key in body})

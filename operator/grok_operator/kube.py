@@ -12,6 +12,7 @@ models), so one path serves every kind, including server-side apply's content ty
 
 from __future__ import annotations
 
+import builtins
 import json
 import threading
 from collections import Counter, deque
@@ -45,6 +46,8 @@ class ApiError(Exception):
     def __init__(self, method: str, path: str, status: int, body: str) -> None:
         super().__init__(f"{method} {path}: HTTP {status}: {body[:500]}")
         self.status = status
+        #: The apiserver's answer (a metav1.Status JSON document, usually), for refusals.py.
+        self.body = body
 
 
 @dataclass
@@ -82,11 +85,19 @@ class KubeApi:
         self.namespace_writes: Counter[str] = Counter()
         #: The last writes, "verb kind path: body excerpt", for debugging and test failure messages.
         self.recent_writes: deque[str] = deque(maxlen=50)
+        #: Writes made by the calling thread: one reconcile pass runs in one thread, so a pass
+        #: counts its own writes and not those of passes for other objects running beside it.
+        self._thread = threading.local()
 
     @property
     def writes(self) -> int:
         with self._lock:
             return sum(self.write_counts.values())
+
+    @property
+    def thread_writes(self) -> int:
+        """Write requests made so far by the calling thread."""
+        return int(getattr(self.__dict__.get("_thread"), "writes", 0))
 
     def writes_in(self, namespace: str) -> int:
         """Write requests made so far for objects in `namespace`."""
@@ -128,6 +139,7 @@ class KubeApi:
             return self._request(method, path, **kwargs)
         finally:
             # Counted once answered, so a reader never sees a write counted that has not landed yet.
+            self._thread.writes = self.thread_writes + 1
             with self._lock:
                 self.write_counts[f"{verb} {kind}"] += 1
                 self.namespace_writes[namespace] += 1
@@ -154,6 +166,25 @@ class KubeApi:
             config_maps=by_name("ConfigMap"),
             pods=self.list("Pod", namespace, selector),
         )
+
+    def get(self, kind: str, namespace: str, name: str) -> Obj | None:
+        """One object by name, None when it (or its kind, or its namespace) is gone."""
+        try:
+            return self._request("GET", f"{_PATHS[kind].format(ns=namespace)}/{name}")
+        except ApiError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def failed_creates(self, namespace: str) -> builtins.list[Obj]:
+        """The StatefulSet controller's FailedCreate Events in `namespace` (why pods are missing)."""
+        result = self._request(
+            "GET",
+            _PATHS["Event"].format(ns=namespace),
+            query={"fieldSelector": "involvedObject.kind=StatefulSet,reason=FailedCreate"},
+        )
+        events: builtins.list[Obj] = result.get("items", [])
+        return events
 
     def workload(self, namespace: str, name: str) -> Obj | None:
         """Kueue's Workload `name` (read only while a group waits for admission), None if absent."""
@@ -190,6 +221,29 @@ class KubeApi:
             self._write("delete", kind, "DELETE", f"{_PATHS[kind].format(ns=namespace)}/{name}", body=body)
         except ApiError as err:
             if err.status in (404, 409):
+                return False
+            raise
+        return True
+
+    def remove_finalizer(self, obj: Mapping[str, Any], finalizer: str) -> bool:
+        """Take `finalizer` off a GrokDeployment (a JSON patch that first tests it is still at its
+        index); False when it was not there or the object is gone."""
+        meta = obj["metadata"]
+        finalizers = list(meta.get("finalizers") or [])
+        if finalizer not in finalizers:
+            return False
+        at = finalizers.index(finalizer)
+        patch = [
+            {"op": "test", "path": f"/metadata/finalizers/{at}", "value": finalizer},
+            {"op": "remove", "path": f"/metadata/finalizers/{at}"},
+        ]
+        path = f"{_PATHS[c.KIND].format(ns=meta['namespace'])}/{meta['name']}"
+        try:
+            self._write(
+                "patch", c.KIND, "PATCH", path, body=patch, content_type="application/json-patch+json"
+            )
+        except ApiError as err:
+            if err.status in (404, 409, 422):
                 return False
             raise
         return True

@@ -86,6 +86,18 @@ class PodFacts:
     pod_group: str = ""
 
 
+#: Waiting reasons whose message names what is missing or wrong (a Secret, a ConfigMap, the image).
+_EXPLAINED_WAITING = frozenset(
+    {
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+    }
+)
+
+
 def _time(text: object) -> datetime | None:
     if not isinstance(text, str) or not text:
         return None
@@ -115,8 +127,11 @@ def pod_facts(pod: Obj) -> PodFacts:
                 f"container {container.get('name')} exited with code {terminated.get('exitCode')}"
                 f" ({terminated.get('reason', 'Error')})" + (f": {said[-600:]}" if said else "")
             )
-        reason = ((container.get("state") or {}).get("waiting") or {}).get("reason")
-        if reason:
+        waiting_state = (container.get("state") or {}).get("waiting") or {}
+        reason = waiting_state.get("reason")
+        if reason in _EXPLAINED_WAITING and waiting_state.get("message"):
+            waiting.append(f"{reason}: {str(waiting_state['message'])[:300]}")
+        elif reason:
             waiting.append(str(reason))
     return PodFacts(
         name=str(meta.get("name", "")),

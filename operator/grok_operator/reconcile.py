@@ -24,9 +24,22 @@ from typing import Any
 from grok_operator import constants as c
 from grok_operator.admission import NOT_PERMITTED, admission_message
 from grok_operator.capacity import plan_memory
+from grok_operator.dependencies import creation_failures, explain, short_of_pods
+from grok_operator.drift import drifted, version
 from grok_operator.kube import ApiError, KubeApi, Observed
 from grok_operator.observe import GroupObservation, GroupState, gated_pod_groups, observe_group
 from grok_operator.planner import RolloutLimits, next_backoff, plan_groups
+from grok_operator.ratelimit import CreateLimiter
+from grok_operator.recreation import leftovers
+from grok_operator.refusals import (
+    REFUSAL_RETRY_SECONDS,
+    ChildRefusedError,
+    ObjectGoneError,
+    Refusal,
+    is_gone,
+    is_permanent,
+    refusal,
+)
 from grok_operator.render import Children, Owner, endpoint, render_children, template_hash
 from grok_operator.render.common import group_name, leader_selector, render_hash, selector_string
 from grok_operator.status_report import (
@@ -36,7 +49,7 @@ from grok_operator.status_report import (
     serving_status,
     status_patch,
 )
-from grok_operator.validation import ValidSpec, validate
+from grok_operator.validation import SpecProblem, ValidSpec, validate
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +66,18 @@ class GroupMemory:
     deleted_uids: dict[str, float] = field(default_factory=dict)
     #: Pods of this group the watch saw deleted by someone else (name by uid), until it is recreated.
     lost: dict[str, str] = field(default_factory=dict)
+    #: When this operator last deleted the group's pods (recreation or roll), as the API writes
+    #: times; pods created before it belong to the replaced incarnation (recreation.py).
+    recreated_at: str = ""
+
+
+@dataclass(frozen=True)
+class RememberedRefusal:
+    """The apiserver refused a child of spec `generation`; unchanged, it is tried again at `retry_at`."""
+
+    generation: int
+    retry_at: float
+    refusal: Refusal
 
 
 @dataclass
@@ -60,6 +85,9 @@ class DeploymentMemory:
     """In-process state about one GrokDeployment, kept between passes."""
 
     groups: dict[int, GroupMemory] = field(default_factory=dict)
+    refusal: RememberedRefusal | None = None
+    #: Each child's version right after this operator's last write (drift.py).
+    applied: dict[str, str] = field(default_factory=dict)
 
     def group(self, index: int) -> GroupMemory:
         return self.groups.setdefault(index, GroupMemory())
@@ -116,6 +144,7 @@ def _observe_groups(
         )
         if groups[index].state is GroupState.READY:
             remembered.recreations = 0
+            remembered.recreated_at = ""
     return groups
 
 
@@ -127,8 +156,10 @@ def _is_ours(obj: Mapping[str, Any], owner: Owner) -> bool:
 class Reconciler:
     """Runs passes for GrokDeployments through one `KubeApi`."""
 
-    def __init__(self, api: KubeApi) -> None:
+    def __init__(self, api: KubeApi, limiter: CreateLimiter | None = None) -> None:
         self.api = api
+        #: Bounds group creations (ratelimit.py); None: create every new group at once.
+        self.limiter = limiter
 
     def reconcile(
         self, body: Mapping[str, Any], memory: DeploymentMemory, *, now: float, now_iso: str
@@ -142,7 +173,7 @@ class Reconciler:
             uid=meta["uid"],
             labels=tuple(sorted((meta.get("labels") or {}).items())),
         )
-        before = self.api.writes
+        before = self.api.thread_writes
         live_status: Mapping[str, Any] = body.get("status") or {}
         inputs = ReportInputs(
             generation=int(meta.get("generation", 0)),
@@ -157,12 +188,13 @@ class Reconciler:
             groups = _observe_groups(
                 owner, observed, set(), hosts=0, template="", memory=memory, admission=admission
             )
-            status = invalid_status(inputs, result, groups)
+            kept = dataclasses.replace(inputs, endpoint=str(live_status.get("endpoint") or ""))
+            status = invalid_status(kept, result, groups)
             self._event_on_change(
                 body, status.conditions[0].reason, status.conditions[0].message, live_status
             )
             self._write_status(owner, live_status, status)
-            return Outcome(writes=self.api.writes - before, phase=status.phase)
+            return Outcome(writes=self.api.thread_writes - before, phase=status.phase)
 
         valid = result
         spec = valid.spec
@@ -175,6 +207,7 @@ class Reconciler:
             device_memory_bytes=valid.device_memory_bytes,
         )
         template = template_hash(owner, valid)
+        self._delete_leftovers(owner, observed, memory)
         groups = _observe_groups(
             owner,
             observed,
@@ -184,13 +217,14 @@ class Reconciler:
             memory=memory,
             admission=admission,
         )
+        groups = self._explain_missing_pods(owner, observed, groups, spec.topology.hosts_per_replica, now_iso)
         if not capacity.fits:
             status = infeasible_status(inputs, capacity, groups)
             self._event_on_change(
                 body, status.conditions[0].reason, status.conditions[0].message, live_status
             )
             self._write_status(owner, live_status, status)
-            return Outcome(writes=self.api.writes - before, phase=status.phase)
+            return Outcome(writes=self.api.thread_writes - before, phase=status.phase)
 
         limits = RolloutLimits(
             replicas=spec.replicas,
@@ -203,8 +237,24 @@ class Reconciler:
         for index, remembered in memory.groups.items():
             if index not in plan.keep:
                 remembered.lost.clear()  # pods of removed groups go on purpose
-        children = render_children(owner, valid, list(plan.keep))
-        self._apply_children(owner, children, observed)
+        deferred = self._deferred_creations(owner, plan.keep, groups)
+        children = render_children(owner, valid, [i for i in plan.keep if i not in deferred])
+        remembered_refusal = memory.refusal
+        if (
+            remembered_refusal is None
+            or remembered_refusal.generation != inputs.generation
+            or now >= remembered_refusal.retry_at
+        ):
+            memory.refusal = None
+            try:
+                self._apply_children(body, owner, children, observed, memory)
+            except ChildRefusedError as err:
+                remembered_refusal = RememberedRefusal(
+                    inputs.generation, now + REFUSAL_RETRY_SECONDS, err.refusal
+                )
+                memory.refusal = remembered_refusal
+        if memory.refusal is not None:
+            return self._report_refusal(body, owner, inputs, live_status, groups, memory.refusal, now, before)
 
         for index, reason in plan.recreate:
             group = groups[index]
@@ -213,6 +263,7 @@ class Reconciler:
             remembered.retry_at = now + next_backoff(
                 spec.failure_policy.backoff_seconds, remembered.recreations
             )
+            remembered.recreated_at = now_iso
             self._delete_pods(owner, group, remembered)
             self.api.post_event(
                 body,
@@ -222,6 +273,7 @@ class Reconciler:
             )
         for index in plan.roll:
             group = groups[index]
+            memory.group(index).recreated_at = now_iso
             self._delete_pods(owner, group, memory.group(index))
             self.api.post_event(
                 body,
@@ -235,6 +287,8 @@ class Reconciler:
         reported: dict[int, GroupObservation] = {}
         for i in plan.keep:
             seen = groups.get(i)
+            if i in deferred:
+                continue  # not created yet (create rate limit): "scaling to N (now M)" says so
             if seen is None or not seen.exists:
                 reported[i] = GroupObservation(
                     i, group_name(owner.name, i), GroupState.LOADING, message=f"0/{hosts} hosts ready"
@@ -251,7 +305,63 @@ class Reconciler:
         requeue = None
         if plan.backing_off:
             requeue = max(0.5, min(memory.group(i).retry_at for i in plan.backing_off) - now)
-        return Outcome(writes=self.api.writes - before, requeue_after=requeue, phase=status.phase)
+        if deferred and self.limiter is not None:
+            next_create = max(0.2, self.limiter.wait((owner.namespace, owner.name)))
+            requeue = next_create if requeue is None else min(requeue, next_create)
+        return Outcome(writes=self.api.thread_writes - before, requeue_after=requeue, phase=status.phase)
+
+    def _explain_missing_pods(
+        self, owner: Owner, observed: Observed, groups: dict[int, GroupObservation], hosts: int, now_iso: str
+    ) -> dict[int, GroupObservation]:
+        """Groups short of pods get the StatefulSet controller's reason (one Event list, only then)."""
+        short = [
+            i
+            for i, g in groups.items()
+            if short_of_pods(g, hosts, observed.statefulsets.get(g.name), now_iso)
+        ]
+        if not short:
+            return groups
+        uids = {n: str(s["metadata"].get("uid", "")) for n, s in observed.statefulsets.items()}
+        failures = creation_failures(self.api.failed_creates(owner.namespace), uids)
+        out = dict(groups)
+        for i in short:
+            if (failure := failures.get(groups[i].name)) is not None:
+                out[i] = explain(groups[i], failure)
+        return out
+
+    def _deferred_creations(
+        self, owner: Owner, keep: tuple[int, ...], groups: Mapping[int, GroupObservation]
+    ) -> set[int]:
+        """New groups this pass may not create yet (the create rate limit), the highest first."""
+        new = [i for i in keep if i not in groups or not groups[i].exists]
+        if self.limiter is None or not new:
+            return set()
+        allowed = self.limiter.take((owner.namespace, owner.name), len(new))
+        return set(new[allowed:])
+
+    def _report_refusal(
+        self,
+        body: Mapping[str, Any],
+        owner: Owner,
+        inputs: ReportInputs,
+        live_status: Mapping[str, Any],
+        groups: Mapping[int, GroupObservation],
+        remembered: RememberedRefusal,
+        now: float,
+        before: int,
+    ) -> Outcome:
+        """A child the apiserver refused: its message in the status and an Event, no retry until
+        the spec changes or the slow retry is due."""
+        problem = SpecProblem(remembered.refusal.field, remembered.refusal.describe())
+        kept = dataclasses.replace(inputs, endpoint=str(live_status.get("endpoint") or ""))
+        status = invalid_status(kept, [problem], groups, reason=c.Reason.REFUSED_BY_API_SERVER)
+        self._event_on_change(body, status.conditions[0].reason, status.conditions[0].message, live_status)
+        self._write_status(owner, live_status, status)
+        return Outcome(
+            writes=self.api.thread_writes - before,
+            requeue_after=max(1.0, remembered.retry_at - now),
+            phase=status.phase,
+        )
 
     def _admission(self, namespace: str, pods: list[dict[str, Any]]) -> dict[str, str]:
         """Kueue's reason for each pod group still behind its admission gate (one read each)."""
@@ -266,27 +376,66 @@ class Reconciler:
         return messages
 
     # ---- writes --------------------------------------------------------------------------------
-    def _apply_if_changed(self, desired: dict[str, Any], live: Mapping[str, Any] | None) -> None:
-        if live is None or render_hash(live) != render_hash(desired):
-            self.api.apply(desired)
+    def _apply_if_changed(
+        self,
+        body: Mapping[str, Any],
+        desired: dict[str, Any],
+        live: Mapping[str, Any] | None,
+        memory: DeploymentMemory,
+    ) -> None:
+        """Write a child that is missing, renders differently, or was changed by hand (drift)."""
+        kind, name = desired["kind"], desired["metadata"]["name"]
+        key = f"{kind}/{name}"
+        if live is not None and render_hash(live) == render_hash(desired):
+            changed = drifted(desired, live)
+            if not changed or memory.applied.get(key) == version(kind, live):
+                return
+            meta = body["metadata"]
+            logger.info(
+                "%s/%s: %s was changed by hand (%s); putting it back",
+                meta["namespace"],
+                meta["name"],
+                key,
+                changed,
+            )
+            self.api.post_event(
+                body,
+                reason=c.EventReason.DRIFT_CORRECTED,
+                message=f"{kind} {name} was changed by hand ({', '.join(changed[:5])}); "
+                "put back to what the spec renders",
+            )
+        try:
+            written = self.api.apply(desired)
+        except ApiError as err:
+            if is_gone(err):
+                raise ObjectGoneError(f"{kind} {name}: {err}") from err
+            if is_permanent(err):
+                raise ChildRefusedError(refusal(err, kind, name)) from err
+            raise
+        memory.applied[key] = version(kind, written)
 
-    def _apply_children(self, owner: Owner, children: Children, observed: Observed) -> None:
+    def _apply_children(
+        self,
+        body: Mapping[str, Any],
+        owner: Owner,
+        children: Children,
+        observed: Observed,
+        memory: DeploymentMemory,
+    ) -> None:
         wanted: dict[str, set[str]] = {"ConfigMap": set(), "Service": set(), "StatefulSet": set()}
-        self._apply_if_changed(
-            children.config_map, observed.config_maps.get(children.config_map["metadata"]["name"])
-        )
-        wanted["ConfigMap"].add(children.config_map["metadata"]["name"])
-        self._apply_if_changed(
-            children.client_service, observed.services.get(children.client_service["metadata"]["name"])
-        )
-        wanted["Service"].add(children.client_service["metadata"]["name"])
+        cm_name = children.config_map["metadata"]["name"]
+        self._apply_if_changed(body, children.config_map, observed.config_maps.get(cm_name), memory)
+        wanted["ConfigMap"].add(cm_name)
+        client_name = children.client_service["metadata"]["name"]
+        self._apply_if_changed(body, children.client_service, observed.services.get(client_name), memory)
+        wanted["Service"].add(client_name)
         for group in children.groups:
             # The headless Service first: the pods' DNS names must resolve as soon as they start.
             svc_name = group.service["metadata"]["name"]
-            self._apply_if_changed(group.service, observed.services.get(svc_name))
+            self._apply_if_changed(body, group.service, observed.services.get(svc_name), memory)
             wanted["Service"].add(svc_name)
             sts_name = group.statefulset["metadata"]["name"]
-            self._apply_if_changed(group.statefulset, observed.statefulsets.get(sts_name))
+            self._apply_if_changed(body, group.statefulset, observed.statefulsets.get(sts_name), memory)
             wanted["StatefulSet"].add(sts_name)
         for kind, live in (
             ("StatefulSet", observed.statefulsets),
@@ -301,6 +450,21 @@ class Reconciler:
                 ):
                     self.api.delete(kind, owner.namespace, name, uid=obj["metadata"].get("uid"))
 
+    def _delete_leftovers(self, owner: Owner, observed: Observed, memory: DeploymentMemory) -> None:
+        """Pods of a replaced group created before the replacement: part of the same recreation."""
+        for index, remembered in memory.groups.items():
+            name = group_name(owner.name, index)
+            for pod, uid in leftovers(observed.pods, name, remembered.recreated_at, remembered.deleted_uids):
+                logger.info(
+                    "%s/%s: pod %s predates the recreation of %s; deleting it too",
+                    owner.namespace,
+                    owner.name,
+                    pod,
+                    name,
+                )
+                remembered.deleted_uids[uid] = time.monotonic()
+                self.api.delete("Pod", owner.namespace, pod, uid=uid)
+
     def _delete_pods(self, owner: Owner, group: GroupObservation, remembered: GroupMemory) -> None:
         remembered.lost.clear()
         for pod, uid in zip(group.live_pods, group.live_pod_uids, strict=True):
@@ -311,7 +475,12 @@ class Reconciler:
         patch = status_patch(live, status)
         if patch is not None:
             logger.debug("status of %s/%s changes: %s", owner.namespace, owner.name, json.dumps(patch)[:2000])
-            self.api.patch_status(owner.namespace, owner.name, patch)
+            try:
+                self.api.patch_status(owner.namespace, owner.name, patch)
+            except ApiError as err:
+                if is_gone(err):
+                    raise ObjectGoneError(f"{c.KIND} {owner.namespace}/{owner.name}: {err}") from err
+                raise
 
     def _event_on_change(
         self, body: Mapping[str, Any], reason: str, message: str, live: Mapping[str, Any]

@@ -21,6 +21,7 @@ from kubernetes import client as k8s
 from grok_operator import constants as c
 from grok_operator.handlers import OperatorState, register
 from grok_operator.kube import KubeApi, load_configuration
+from grok_operator.ratelimit import CreateLimiter, CreateLimits
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class OperatorConfig:
     liveness_endpoint: str | None = None
     #: Worker threads running reconcile passes (Kubernetes calls block).
     workers: int = 8
+    #: Replica-group creations per second and burst, overall and per GrokDeployment.
+    create_limits: CreateLimits = field(default_factory=CreateLimits)
     extra_settings: dict[str, Any] = field(default_factory=dict)
 
 
@@ -64,7 +67,11 @@ def connection_info(configuration: k8s.Configuration) -> kopf.ConnectionInfo:
 def build(config: OperatorConfig) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings, OperatorState]:
     """The registry, settings and shared state of one operator instance."""
     configuration = load_configuration(config.kubeconfig, config.context)
-    state = OperatorState(api=KubeApi(configuration), resync_seconds=config.resync_seconds)
+    state = OperatorState(
+        api=KubeApi(configuration),
+        resync_seconds=config.resync_seconds,
+        limiter=CreateLimiter(config.create_limits),
+    )
     registry = kopf.OperatorRegistry()
     register(registry, state)
 
@@ -75,7 +82,7 @@ def build(config: OperatorConfig) -> tuple[kopf.OperatorRegistry, kopf.OperatorS
     settings = kopf.OperatorSettings()
     # Our own Events are explicit and rare; kopf must not turn every log line into an Event write.
     settings.posting.enabled = False
-    settings.persistence.finalizer = f"{c.GROUP}/operator"
+    settings.persistence.finalizer = c.FINALIZER
     settings.peering.standalone = config.peering is None
     if config.peering is not None:
         settings.peering.name = config.peering

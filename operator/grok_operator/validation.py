@@ -2,7 +2,8 @@
 name the field and the fix.
 
 The CRD schema already refuses what it can express (ranges, enums, exactly-one-of rules). This
-module checks what needs the model's dimensions or the object's name, and re-checks the schema's
+module checks what needs the model's dimensions or the object's name (and, through preflight.py,
+what the apiserver demands of the children), and re-checks the schema's
 rules through pydantic, so an object stored under an older CRD is reported, never crashed on.
 
 Data flow: raw spec dict → pydantic `GrokDeploymentSpec` → `ModelConfig` (preset or dimensions,
@@ -18,13 +19,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from grok_operator.api import GrokDeploymentSpec
+from grok_operator.preflight import child_problems, name_problems
 from grok_operator.quantity import parse_bytes
 from grok_worker.contract import MeshSpec, ModelSection
 from grok_worker.model_config import PRESETS, ModelConfig, config_from_contract
-
-#: Longest GrokDeployment name: StatefulSet pods are named <name>-g<index>-<host>, and the
-#: controller-revision-hash label (<statefulset>-<10 chars>) must stay within 63 characters.
-MAX_NAME_LENGTH = 40
 
 
 @dataclass(frozen=True)
@@ -59,15 +57,7 @@ class ValidSpec:
 
 def validate(raw_spec: Mapping[str, Any], *, name: str = "") -> ValidSpec | list[SpecProblem]:
     """Check a spec as stored by the apiserver; return a `ValidSpec` or every problem found."""
-    problems: list[SpecProblem] = []
-    if len(name) > MAX_NAME_LENGTH:
-        problems.append(
-            SpecProblem(
-                "metadata.name",
-                f"{name!r} has {len(name)} characters; use at most {MAX_NAME_LENGTH} "
-                "(pod and label names derived from it must fit in 63)",
-            )
-        )
+    problems = [SpecProblem(field, message) for field, message in name_problems(name)]
     try:
         spec = GrokDeploymentSpec.model_validate(dict(raw_spec))
     except ValidationError as err:
@@ -85,6 +75,7 @@ def validate(raw_spec: Mapping[str, Any], *, name: str = "") -> ValidSpec | list
         memory = 0
     problems += _mesh_problems(spec, mesh, model)
     problems += _other_problems(spec, model)
+    problems += [SpecProblem(field, message) for field, message in child_problems(spec)]
     if problems or model is None:
         return problems
     return ValidSpec(spec=spec, model=model, mesh=mesh, device_memory_bytes=memory)

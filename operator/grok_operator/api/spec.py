@@ -17,6 +17,10 @@ from pydantic.alias_generators import to_camel
 from grok_operator.constants import DEFAULT_IMAGE
 from grok_worker.contract import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, DEFAULT_METRICS_PORT, ModelDims
 
+#: Most replica groups of one GrokDeployment: 1024 groups of 8 GPUs is 8192 GPUs (several Grok-1
+#: fleets), while the children's names stay within their 63-character budget (preflight.py).
+MAX_REPLICAS = 1024
+
 #: A Kubernetes resource quantity such as "80Gi", "24G" or "81920Mi".
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
 
@@ -240,8 +244,8 @@ class FailurePolicySpec(ApiModel):
 class GrokDeploymentSpec(ApiModel):
     """Desired state of a GrokDeployment: a model, a topology and a number of replica groups."""
 
-    replicas: int = Field(default=1, ge=0)
-    """Number of replica groups. Each group is hostsPerReplica pods serving one copy of the model."""
+    replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
+    """Number of replica groups. Each group is hostsPerReplica pods serving one copy of the model. At most 1024: a larger fleet is better split into several GrokDeployments (one object's groups are reconciled by one loop, and each group costs a StatefulSet, a Service and its pods)."""
     image: str = Field(default=DEFAULT_IMAGE, min_length=1)
     """Worker container image (runs `grok-worker serve`)."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
