@@ -14,7 +14,8 @@ from pathlib import Path
 
 from .layout import Ports, RunLayout
 
-SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+#: A /16 (65,534 ClusterIPs), as a real cluster has: 1,000 GrokDeployments take a client Service each.
+SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/16"
 POD_CIDR = "10.244.0.1/16"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"

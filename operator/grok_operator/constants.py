@@ -107,6 +107,8 @@ class Reason:
     AS_EXPECTED: Final = "AsExpected"
     #: replicas is 0: nothing to serve.
     SCALED_TO_ZERO: Final = "ScaledToZero"
+    #: The cluster refused a child for lack of a shared resource (no free Service ClusterIP).
+    SERVICE_IPS_EXHAUSTED: Final = "ServiceIPsExhausted"
 
 
 class EventReason:
@@ -122,6 +124,7 @@ class EventReason:
 class Phase:
     """One-word summary in `status.phase` (the PHASE printer column)."""
 
+    #: Blocked by the cluster, not by the spec: a child was refused for lack of room (refusals.py).
     PENDING: Final = "Pending"
     #: Waiting in a Kueue queue for admission.
     QUEUED: Final = "Queued"

@@ -6,6 +6,11 @@ in a worker thread. Watch events for the GrokDeployment itself (spec edits, `kub
 for its pods and StatefulSets wake the daemon at once; without events it resyncs every
 `resync_seconds`. One daemon per object means passes for one object never overlap.
 
+Children are read from memory, not listed: kopf indexes (`*_index` below) keep every labelled
+StatefulSet, Service, ConfigMap and Pod from the watches kopf runs anyway, and before each pass
+the daemon copies its object's entries out of them on the event loop (child_cache.py). A pass
+reads the API only to write (and a Kueue Workload while a group waits for admission).
+
 Why a daemon and event spies rather than on.create/on.update handlers: those make kopf write its
 own bookkeeping on every change (the last-handled-configuration annotation, progress in status).
 With this wiring kopf's only writes are its finalizer, added once and removed on deletion, and
@@ -24,10 +29,9 @@ from typing import Any
 import kopf
 
 from grok_operator import constants as c
-from grok_operator.kube import ApiError, KubeApi
+from grok_operator.child_cache import ChildCache, Key, index_entry
+from grok_operator.kube import ApiError, KubeApi, Observed
 from grok_operator.reconcile import DeploymentMemory, Reconciler
-
-Key = tuple[str, str]
 
 #: Coalesce a burst of child events (a group's pods change together) into one pass.
 DEBOUNCE_SECONDS = 0.05
@@ -43,6 +47,9 @@ class OperatorState:
     resync_seconds: float = 30.0
     wakers: dict[Key, asyncio.Event] = field(default_factory=dict)
     memories: dict[Key, DeploymentMemory] = field(default_factory=dict)
+    cache: ChildCache = field(default_factory=ChildCache)
+    #: kind -> the kopf index of that kind's children (set by the first daemon; loop-owned).
+    indexes: dict[str, Any] = field(default_factory=dict)
 
     def wake(self, namespace: str | None, name: str | None) -> None:
         if namespace and name and (event := self.wakers.get((namespace, name))) is not None:
@@ -55,8 +62,35 @@ def _now_iso() -> str:
 
 def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
     """Add the operator's handlers to `registry`, bound to `state`."""
-    reconciler = Reconciler(state.api)
+    reconciler = Reconciler(state.api, state.cache.written)
     managed = {c.LABEL_MANAGED_BY: c.MANAGED_BY}
+
+    # The watch-fed cache: kopf fills these before it starts any daemon, and keeps them current.
+    @kopf.index("apps", "v1", "statefulsets", id="statefulset_index", labels=managed, registry=registry)
+    def statefulset_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
+        return index_entry(namespace, body)
+
+    @kopf.index("services", id="service_index", labels=managed, registry=registry)
+    def service_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
+        return index_entry(namespace, body)
+
+    @kopf.index("configmaps", id="config_map_index", labels=managed, registry=registry)
+    def config_map_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
+        return index_entry(namespace, body)
+
+    @kopf.index("pods", id="pod_index", labels=managed, registry=registry)
+    def pod_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
+        return index_entry(namespace, body)
+
+    def observed(key: Key, kwargs: dict[str, Any]) -> Observed:
+        if not state.indexes:
+            state.indexes.update(
+                StatefulSet=kwargs["statefulset_index"],
+                Service=kwargs["service_index"],
+                ConfigMap=kwargs["config_map_index"],
+                Pod=kwargs["pod_index"],
+            )
+        return state.cache.observed(key, state.indexes)
 
     @kopf.daemon(
         c.GROUP, c.VERSION, c.PLURAL, registry=registry, cancellation_backoff=2.0, cancellation_timeout=5.0
@@ -67,7 +101,7 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
         name: str,
         body: kopf.Body,
         logger: kopf.Logger,
-        **_: Any,
+        **kwargs: Any,
     ) -> None:
         key = (namespace or "", name)
         wake = state.wakers.setdefault(key, asyncio.Event())
@@ -77,10 +111,16 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
             while not stopped:
                 wake.clear()
                 snapshot = _snapshot(body)
+                children = observed(key, kwargs)  # on the loop, which owns the indexes
                 wait = state.resync_seconds
                 try:
                     outcome = await asyncio.to_thread(
-                        reconciler.reconcile, snapshot, memory, now=time.monotonic(), now_iso=_now_iso()
+                        reconciler.reconcile,
+                        snapshot,
+                        memory,
+                        now=time.monotonic(),
+                        now_iso=_now_iso(),
+                        observed=children,
                     )
                     failures = 0
                     if outcome.writes:
@@ -101,6 +141,7 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
             state.wakers.pop(key, None)
             if body.metadata.get("deletionTimestamp"):
                 state.memories.pop(key, None)
+                state.cache.written.forget(key)
 
     @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL, registry=registry)
     def deployment_changed(namespace: str | None, name: str | None, **_: Any) -> None:

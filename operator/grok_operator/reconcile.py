@@ -9,6 +9,11 @@ Data flow:
 `DeploymentMemory` keeps what the API cannot tell us cheaply: which pods this operator deleted
 itself (so their disappearance is not mistaken for a failure) and the per-group back-off. Losing
 it on restart costs at most one extra recreation of a group that was already being recreated.
+
+Threads: the pass runs in a worker thread, and at most one pass per GrokDeployment runs at a time,
+so that thread owns the memory's groups. The event loop only queues what the watch saw
+(`pod_deleted`, under a lock); the pass takes the queue when it starts. The children come from
+the watch-fed cache (child_cache.py) when the caller passes `observed`, else from LISTs.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,13 +30,16 @@ from typing import Any
 from grok_operator import constants as c
 from grok_operator.admission import NOT_PERMITTED, admission_message
 from grok_operator.capacity import plan_memory
+from grok_operator.child_cache import Written
 from grok_operator.kube import ApiError, KubeApi, Observed
 from grok_operator.observe import GroupObservation, GroupState, gated_pod_groups, observe_group
 from grok_operator.planner import RolloutLimits, next_backoff, plan_groups
+from grok_operator.refusals import Refusal, cluster_refusal
 from grok_operator.render import Children, Owner, endpoint, render_children, template_hash
 from grok_operator.render.common import group_name, leader_selector, render_hash, selector_string
 from grok_operator.status_report import (
     ReportInputs,
+    blocked_status,
     infeasible_status,
     invalid_status,
     serving_status,
@@ -57,18 +66,30 @@ class GroupMemory:
 
 @dataclass
 class DeploymentMemory:
-    """In-process state about one GrokDeployment, kept between passes."""
+    """In-process state about one GrokDeployment, kept between passes.
+
+    `groups` belongs to the thread running the pass; other threads only call `pod_deleted`."""
 
     groups: dict[int, GroupMemory] = field(default_factory=dict)
+    _inbox: list[tuple[int, str, str]] = field(default_factory=list)
+    _inbox_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def group(self, index: int) -> GroupMemory:
         return self.groups.setdefault(index, GroupMemory())
 
     def pod_deleted(self, index: int, uid: str, name: str) -> None:
-        """The watch saw a pod of group `index` go; a failure unless this operator deleted it."""
-        group = self.group(index)
-        if uid not in group.deleted_uids:
-            group.lost[uid] = name
+        """The watch saw a pod of group `index` go (any thread): queued for the next pass."""
+        with self._inbox_lock:
+            self._inbox.append((index, uid, name))
+
+    def take_watch_events(self) -> None:
+        """Apply the queued deletions (the pass's thread): a failure unless this operator deleted it."""
+        with self._inbox_lock:
+            events, self._inbox = self._inbox, []
+        for index, uid, name in events:
+            group = self.group(index)
+            if uid not in group.deleted_uids:
+                group.lost[uid] = name
 
 
 @dataclass(frozen=True)
@@ -124,15 +145,33 @@ def _is_ours(obj: Mapping[str, Any], owner: Owner) -> bool:
     return any(ref.get("uid") == owner.uid for ref in refs)
 
 
+class _RefusedError(Exception):
+    """A child write the cluster refused for lack of room (carries what the status says)."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal
+
+
 class Reconciler:
     """Runs passes for GrokDeployments through one `KubeApi`."""
 
-    def __init__(self, api: KubeApi) -> None:
+    def __init__(self, api: KubeApi, written: Written | None = None) -> None:
         self.api = api
+        #: Where applies and deletes are recorded for the watch-fed cache (None: no cache).
+        self.written = written
 
     def reconcile(
-        self, body: Mapping[str, Any], memory: DeploymentMemory, *, now: float, now_iso: str
+        self,
+        body: Mapping[str, Any],
+        memory: DeploymentMemory,
+        *,
+        now: float,
+        now_iso: str,
+        observed: Observed | None = None,
     ) -> Outcome:
+        """One pass; `observed` is the children from the watch-fed cache (None: LIST them)."""
+        memory.take_watch_events()
         meta = body["metadata"]
         if meta.get("deletionTimestamp"):
             return Outcome(writes=0)
@@ -150,7 +189,8 @@ class Reconciler:
             previous_conditions=live_status.get("conditions") or [],
             selector=selector_string(leader_selector(owner.name)),
         )
-        observed = self.api.observe(owner.namespace, owner.name)
+        if observed is None:
+            observed = self.api.observe(owner.namespace, owner.name)
         admission = self._admission(owner.namespace, observed.pods)
         result = validate(body.get("spec") or {}, name=owner.name)
         if not isinstance(result, ValidSpec):
@@ -204,7 +244,14 @@ class Reconciler:
             if index not in plan.keep:
                 remembered.lost.clear()  # pods of removed groups go on purpose
         children = render_children(owner, valid, list(plan.keep))
-        self._apply_children(owner, children, observed)
+        refusal = self._apply_children(owner, children, observed)
+        if refusal is not None:
+            status = blocked_status(inputs, refusal.reason, refusal.message, groups)
+            self._event_on_change(body, refusal.reason, refusal.message, live_status)
+            self._write_status(owner, live_status, status)
+            return Outcome(
+                writes=self.api.writes - before, requeue_after=refusal.retry_after, phase=status.phase
+            )
 
         for index, reason in plan.recreate:
             group = groups[index]
@@ -268,9 +315,26 @@ class Reconciler:
     # ---- writes --------------------------------------------------------------------------------
     def _apply_if_changed(self, desired: dict[str, Any], live: Mapping[str, Any] | None) -> None:
         if live is None or render_hash(live) != render_hash(desired):
-            self.api.apply(desired)
+            try:
+                answer = self.api.apply(desired)
+            except ApiError as err:
+                refusal = cluster_refusal(err, str(desired["kind"]), str(desired["metadata"]["name"]))
+                if refusal is None:
+                    raise
+                raise _RefusedError(refusal) from err
+            if self.written is not None:
+                self.written.applied(answer)
 
-    def _apply_children(self, owner: Owner, children: Children, observed: Observed) -> None:
+    def _apply_children(self, owner: Owner, children: Children, observed: Observed) -> Refusal | None:
+        """Apply what differs and delete what is no longer wanted; a `Refusal` when the cluster
+        has no room for a child (the rest waits for the next pass)."""
+        try:
+            self._apply_wanted(owner, children, observed)
+        except _RefusedError as refused:
+            return refused.refusal
+        return None
+
+    def _apply_wanted(self, owner: Owner, children: Children, observed: Observed) -> None:
         wanted: dict[str, set[str]] = {"ConfigMap": set(), "Service": set(), "StatefulSet": set()}
         self._apply_if_changed(
             children.config_map, observed.config_maps.get(children.config_map["metadata"]["name"])
@@ -299,7 +363,10 @@ class Reconciler:
                     and _is_ours(obj, owner)
                     and not obj["metadata"].get("deletionTimestamp")
                 ):
-                    self.api.delete(kind, owner.namespace, name, uid=obj["metadata"].get("uid"))
+                    uid = str(obj["metadata"].get("uid", ""))
+                    self.api.delete(kind, owner.namespace, name, uid=uid or None)
+                    if self.written is not None:
+                        self.written.deleted((owner.namespace, owner.name), kind, uid)
 
     def _delete_pods(self, owner: Owner, group: GroupObservation, remembered: GroupMemory) -> None:
         remembered.lost.clear()
