@@ -19,6 +19,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 CONFIG_MOUNT_DIR = "/etc/grok"
+#: The config schema's version, "MAJOR.MINOR": a new field takes a new minor, a field removed or
+#: changed in meaning a new major (the worker's reading rule: contract_version.py).
+SCHEMA_VERSION = "1.0"
 CONFIG_FILE_NAME = "worker.json"
 
 #: Ports the worker listens on unless the config says otherwise.
@@ -190,6 +193,7 @@ class WorkerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    schema_version: str = Field(default=SCHEMA_VERSION, pattern=r"^[0-9]+\.[0-9]+$")
     model: ModelSection = ModelSection()
     mesh: MeshSpec = MeshSpec()
     serving: ServingSection = ServingSection()
@@ -197,8 +201,11 @@ class WorkerConfig(BaseModel):
 
     @classmethod
     def from_file(cls, path: str | Path) -> WorkerConfig:
-        """Read the JSON config; pydantic's ValidationError names the offending field."""
-        return cls.model_validate_json(Path(path).read_text())
+        """Read the JSON config under the versioning rule (contract_version.py); pydantic's
+        ValidationError names the offending field."""
+        from grok_worker.contract_version import read_config  # the reader builds on this module
+
+        return read_config(Path(path).read_text())
 
 
 class GroupEnv(BaseModel):

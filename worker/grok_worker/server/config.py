@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from grok_worker.contract import Env, GroupEnv, MeshSpec, WorkerConfig
+from grok_worker.contract_version import ContractVersionError, accepted_fields
 from grok_worker.engine.api import default_buckets
 
 
@@ -72,10 +73,13 @@ def load_worker_config(args: argparse.Namespace, environ: dict[str, str] | None 
             raise ConfigError(f"{source}: config file {path} does not exist")
         try:
             WorkerConfig.from_file(path)  # errors name the file's own fields
-            # Keep only what the file sets, so "explicitly set" stays visible (model_fields_set).
-            data = json.loads(Path(path).read_text())
+            # Keep only what the file sets, so "explicitly set" stays visible (model_fields_set);
+            # a newer operator's fields this worker does not know are dropped (contract_version.py).
+            data = accepted_fields(json.loads(Path(path).read_text()))
         except ValidationError as err:
             raise ConfigError(_format_validation(f"config file {path}", err)) from None
+        except ContractVersionError as err:
+            raise ConfigError(f"config file {path}: {err}") from None
     for attr, (section, field) in OVERRIDES.items():
         value = getattr(args, attr, None)
         if value is not None:
