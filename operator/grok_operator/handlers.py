@@ -50,6 +50,8 @@ class OperatorState:
     cache: ChildCache = field(default_factory=ChildCache)
     #: kind -> the kopf index of that kind's children (set by the first daemon; loop-owned).
     indexes: dict[str, Any] = field(default_factory=dict)
+    #: Reconcile passes finished so far (loop-owned; tests and benchmarks read it).
+    passes: int = 0
 
     def wake(self, namespace: str | None, name: str | None) -> None:
         if namespace and name and (event := self.wakers.get((namespace, name))) is not None:
@@ -123,6 +125,7 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
                         observed=children,
                     )
                     failures = 0
+                    state.passes += 1
                     if outcome.writes:
                         logger.info(f"reconciled: phase {outcome.phase}, {outcome.writes} write(s)")
                     if outcome.requeue_after is not None:

@@ -37,6 +37,7 @@ from grok_operator.planner import RolloutLimits, next_backoff, plan_groups
 from grok_operator.refusals import Refusal, cluster_refusal
 from grok_operator.render import Children, Owner, endpoint, render_children, template_hash
 from grok_operator.render.common import group_name, leader_selector, render_hash, selector_string
+from grok_operator.restart_policy import AFTER_START, restart_rule
 from grok_operator.status_report import (
     ReportInputs,
     blocked_status,
@@ -62,6 +63,9 @@ class GroupMemory:
     deleted_uids: dict[str, float] = field(default_factory=dict)
     #: Pods of this group the watch saw deleted by someone else (name by uid), until it is recreated.
     lost: dict[str, str] = field(default_factory=dict)
+    #: Container restarts by pod uid when the group first became Ready since it was (re)created;
+    #: None until then (restart_policy.py).
+    started_restarts: dict[str, int] | None = None
 
 
 @dataclass
@@ -115,6 +119,8 @@ def _observe_groups(
     template: str,
     memory: DeploymentMemory,
     admission: Mapping[str, str],
+    restart_policy: str = AFTER_START,
+    reported_ready: frozenset[str] = frozenset(),
 ) -> dict[int, GroupObservation]:
     by_index = {i: s for s in observed.statefulsets.values() if (i := _group_index(s)) is not None}
     horizon = time.monotonic() - DELETED_POD_MEMORY_SECONDS
@@ -124,6 +130,7 @@ def _observe_groups(
         pods = [p for p in observed.pods if (p["metadata"].get("labels") or {}).get(c.LABEL_GROUP) == name]
         remembered = memory.group(index)
         remembered.deleted_uids = {u: t for u, t in remembered.deleted_uids.items() if t >= horizon}
+        rule = restart_rule(restart_policy, remembered.started_restarts, name in reported_ready)
         groups[index] = observe_group(
             index,
             name,
@@ -134,10 +141,24 @@ def _observe_groups(
             deleted_uids=frozenset(remembered.deleted_uids),
             lost_pods=tuple(sorted(remembered.lost.values())),
             admission=admission,
+            restart_baseline=rule.baseline,
+            ignore_restarts=rule.ignore,
         )
-        if groups[index].state is GroupState.READY:
+        seen = groups[index]
+        if seen.state is GroupState.READY:
             remembered.recreations = 0
+            if remembered.started_restarts is None:
+                remembered.started_restarts = dict(
+                    zip(seen.live_pod_uids, seen.live_pod_restarts, strict=True)
+                )
     return groups
+
+
+def _reported_ready(status: Mapping[str, Any]) -> frozenset[str]:
+    """Groups the last written status showed Ready (restart policy after an operator restart)."""
+    return frozenset(
+        str(g.get("name")) for g in status.get("groups") or [] if g.get("state") == GroupState.READY
+    )
 
 
 def _is_ours(obj: Mapping[str, Any], owner: Owner) -> bool:
@@ -223,6 +244,8 @@ class Reconciler:
             template=template,
             memory=memory,
             admission=admission,
+            restart_policy=spec.failure_policy.restart_policy,
+            reported_ready=_reported_ready(live_status),
         )
         if not capacity.fits:
             status = infeasible_status(inputs, capacity, groups)
@@ -370,6 +393,7 @@ class Reconciler:
 
     def _delete_pods(self, owner: Owner, group: GroupObservation, remembered: GroupMemory) -> None:
         remembered.lost.clear()
+        remembered.started_restarts = None  # the new pods must become Ready again
         for pod, uid in zip(group.live_pods, group.live_pod_uids, strict=True):
             remembered.deleted_uids[uid] = time.monotonic()
             self.api.delete("Pod", owner.namespace, pod, uid=uid)

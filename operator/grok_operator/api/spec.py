@@ -235,6 +235,10 @@ class FailurePolicySpec(ApiModel):
     """RecreateGroup: delete and recreate every pod of the group (a jax.distributed group cannot re-admit one lost process). Ignore: leave the group as it is."""
     backoff_seconds: int = Field(default=10, ge=0, le=3600)
     """Wait before recreating the same group again; doubles after each recreation, up to 300 s."""
+    restart_policy: Literal["RecreateGroupOnPodRestart", "RecreateGroupAfterStart", "None"] = (
+        "RecreateGroupAfterStart"
+    )
+    """Which container restarts fail a group (LeaderWorkerSet's names). RecreateGroupAfterStart: only restarts after the group first became Ready (before that the startup probe's budget governs). RecreateGroupOnPodRestart: any restart. None: restarts never do (a failed or lost pod still does)."""
 
 
 class GrokDeploymentSpec(ApiModel):
