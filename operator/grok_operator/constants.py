@@ -118,7 +118,6 @@ class EventReason:
     INSUFFICIENT_DEVICE_MEMORY: Final = Reason.INSUFFICIENT_DEVICE_MEMORY
     INVALID_SPEC: Final = Reason.INVALID_SPEC
     GROUP_ROLLED: Final = "GroupRolled"
-    SCALED: Final = "Scaled"
 
 
 class Phase:
