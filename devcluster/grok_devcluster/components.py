@@ -121,6 +121,11 @@ def controller_manager_argv(binary: Path, layout: RunLayout, ports: Ports) -> li
         # kwok heartbeats from the same two cores as everything else; under a busy test run a late
         # lease renewal must not flip every fake node (and its pods) to NotReady.
         "--node-monitor-grace-period=5m",
+        # Client rate limits sized for a fleet (defaults: 20 QPS, 5 StatefulSet workers): 1,000
+        # one-pod StatefulSets mean ~3,000 requests from the StatefulSet controller alone.
+        "--kube-api-qps=200",
+        "--kube-api-burst=400",
+        "--concurrent-statefulset-syncs=20",
         "--profiling=false",
     ]
 
@@ -131,6 +136,9 @@ def scheduler_argv(binary: Path, layout: RunLayout, ports: Ports) -> list[str]:
         *_client_flags(layout),
         f"--secure-port={ports.scheduler}",
         f"--cert-dir={layout.cert_dir('kube-scheduler')}",
+        # Binding 1,000 pods at the default 50 QPS takes 20 s on its own.
+        "--kube-api-qps=200",
+        "--kube-api-burst=400",
         "--profiling=false",
     ]
 
