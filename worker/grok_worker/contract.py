@@ -12,7 +12,7 @@ imports it and must never pull in JAX, gRPC or numpy (an import-linter contract 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -155,6 +155,32 @@ class ServingSection(BaseModel):
     #: Prompts whose prefill bucket is longer than this many tokens are prefilled in chunks of it,
     #: with a decode step for the running requests between chunks; 0 = whole prompts at once.
     prefill_chunk: int = Field(default=256, ge=0)
+
+
+def default_buckets(max_prompt_len: int, smallest: int = 16) -> tuple[int, ...]:
+    """Powers of two from `smallest` up to and including `max_prompt_len` (which ends the list)."""
+    if max_prompt_len < 1:
+        raise ValueError(f"max_prompt_len must be >= 1, got {max_prompt_len}")
+    buckets: list[int] = []
+    size = min(smallest, max_prompt_len)
+    while size < max_prompt_len:
+        buckets.append(size)
+        size *= 2
+    buckets.append(max_prompt_len)
+    return tuple(buckets)
+
+
+def prefill_bucket_problem(buckets: Sequence[int], max_seq_len: int, field: str) -> str | None:
+    """Why `buckets` cannot serve requests of `max_seq_len` tokens (named as `field`), or None.
+    The one definition of the rule: the operator's validation and the worker's start both use it."""
+    if any(b <= 0 for b in buckets) or list(buckets) != sorted(set(buckets)):
+        return f"{field}={list(buckets)} must be positive and strictly ascending"
+    if buckets and buckets[-1] >= max_seq_len:
+        return (
+            f"{field}: the largest bucket {buckets[-1]} (the longest prompt) must be below the maximum "
+            f"sequence length {max_seq_len}, which leaves room for the completion"
+        )
+    return None
 
 
 class TLSSection(BaseModel):

@@ -17,9 +17,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from grok_worker.contract import Env, GroupEnv, MeshSpec, WorkerConfig
+from grok_worker.contract import (
+    Env,
+    GroupEnv,
+    MeshSpec,
+    WorkerConfig,
+    default_buckets,
+    prefill_bucket_problem,
+)
 from grok_worker.contract_version import ContractVersionError, accepted_fields
-from grok_worker.engine.api import default_buckets
 
 
 class ConfigError(ValueError):
@@ -100,12 +106,9 @@ def prefill_buckets(config: WorkerConfig, model_max_seq_len: int | None = None) 
     buckets = config.serving.prefill_buckets
     if not buckets:
         return default_buckets(max(1, max_len // 2))
-    if any(b <= 0 for b in buckets) or list(buckets) != sorted(set(buckets)):
-        raise ConfigError(f"serving.prefill_buckets={list(buckets)} must be positive and strictly ascending")
-    if buckets[-1] >= max_len:
-        raise ConfigError(
-            f"serving.prefill_buckets: the largest bucket {buckets[-1]} must be below serving.max_seq_len={max_len}"
-        )
+    problem = prefill_bucket_problem(buckets, max_len, "serving.prefill_buckets")
+    if problem is not None:
+        raise ConfigError(problem)
     return tuple(buckets)
 
 
