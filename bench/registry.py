@@ -36,7 +36,7 @@ BENCHMARKS: dict[str, Entry] = {
     "fleet": Entry(
         "bench.operator_fleet",
         False,
-        "12 1,000 GrokDeployments to Ready ÷ 120 s; idle writes and LISTs; operator RSS",
+        "13 1,000 GrokDeployments to Ready ÷ 120 s; idle writes and LISTs; operator RSS",
     ),
     "collectives": Entry(
         "bench.collectives",
