@@ -53,8 +53,9 @@ BENCHMARKS: dict[str, Entry] = {
 }
 
 
-#: Benchmarks `all` leaves out: they need a lent GPU, or root and a real node.
-NOT_IN_ALL = ("gpu", "realdemo")
+#: Benchmarks `all` leaves out: they need a lent GPU, or root and a real node, or (fleet) a quarter
+#: of an hour of a 130-node control plane.
+NOT_IN_ALL = ("gpu", "realdemo", "fleet")
 
 
 def runner(name: str) -> Callable[[Options], Result]:
