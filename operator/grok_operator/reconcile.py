@@ -28,14 +28,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from grok_operator import constants as c
+from grok_operator import pass_cache
 from grok_operator.admission import NOT_PERMITTED, admission_message
-from grok_operator.capacity import plan_memory
 from grok_operator.child_cache import Written
 from grok_operator.kube import ApiError, KubeApi, Observed
 from grok_operator.observe import GroupObservation, GroupState, gated_pod_groups, observe_group
 from grok_operator.planner import RolloutLimits, next_backoff, plan_groups
 from grok_operator.refusals import Refusal, cluster_refusal
-from grok_operator.render import Children, Owner, endpoint, render_children, template_hash
+from grok_operator.render import Children, Owner, endpoint
 from grok_operator.render.common import group_name, leader_selector, render_hash, selector_string
 from grok_operator.restart_policy import AFTER_START, restart_rule
 from grok_operator.status_report import (
@@ -46,7 +46,7 @@ from grok_operator.status_report import (
     serving_status,
     status_patch,
 )
-from grok_operator.validation import ValidSpec, validate
+from grok_operator.validation import ValidSpec
 
 logger = logging.getLogger(__name__)
 
@@ -213,7 +213,8 @@ class Reconciler:
         if observed is None:
             observed = self.api.observe(owner.namespace, owner.name)
         admission = self._admission(owner.namespace, observed.pods)
-        result = validate(body.get("spec") or {}, name=owner.name)
+        key = pass_cache.spec_key(body.get("spec") or {})
+        result = pass_cache.validated(key, owner.name)
         if not isinstance(result, ValidSpec):
             groups = _observe_groups(
                 owner, observed, set(), hosts=0, template="", memory=memory, admission=admission
@@ -227,15 +228,8 @@ class Reconciler:
 
         valid = result
         spec = valid.spec
-        capacity = plan_memory(
-            valid.model,
-            quantization=spec.model.quantization,
-            mesh=valid.mesh,
-            max_batch=spec.serving.max_batch,
-            max_seq_len=valid.max_seq_len,
-            device_memory_bytes=valid.device_memory_bytes,
-        )
-        template = template_hash(owner, valid)
+        capacity = pass_cache.capacity(key, owner.name)
+        template = pass_cache.template(owner, key)
         groups = _observe_groups(
             owner,
             observed,
@@ -266,7 +260,7 @@ class Reconciler:
         for index, remembered in memory.groups.items():
             if index not in plan.keep:
                 remembered.lost.clear()  # pods of removed groups go on purpose
-        children = render_children(owner, valid, list(plan.keep))
+        children = pass_cache.children(owner, key, tuple(plan.keep))
         refusal = self._apply_children(owner, children, observed)
         if refusal is not None:
             status = blocked_status(inputs, refusal.reason, refusal.message, groups)
