@@ -52,6 +52,9 @@ class OperatorState:
     indexes: dict[str, Any] = field(default_factory=dict)
     #: Reconcile passes finished so far (loop-owned; tests and benchmarks read it).
     passes: int = 0
+    #: Passes that may run at once (the reconcile threads). A daemon takes a slot *before* it copies
+    #: its object and children, so a pass never starts from a copy that aged in a queue.
+    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(8))
 
     def wake(self, namespace: str | None, name: str | None) -> None:
         if namespace and name and (event := self.wakers.get((namespace, name))) is not None:
@@ -111,19 +114,20 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
         failures = 0
         try:
             while not stopped:
-                wake.clear()
-                snapshot = _snapshot(body)
-                children = observed(key, kwargs)  # on the loop, which owns the indexes
                 wait = state.resync_seconds
                 try:
-                    outcome = await asyncio.to_thread(
-                        reconciler.reconcile,
-                        snapshot,
-                        memory,
-                        now=time.monotonic(),
-                        now_iso=_now_iso(),
-                        observed=children,
-                    )
+                    async with state.slots:
+                        wake.clear()
+                        snapshot = _snapshot(body)
+                        children = observed(key, kwargs)  # on the loop, which owns the indexes
+                        outcome = await asyncio.to_thread(
+                            reconciler.reconcile,
+                            snapshot,
+                            memory,
+                            now=time.monotonic(),
+                            now_iso=_now_iso(),
+                            observed=children,
+                        )
                     failures = 0
                     state.passes += 1
                     if outcome.writes:
