@@ -123,7 +123,7 @@ class EventReason:
 class Phase:
     """One-word summary in `status.phase` (the PHASE printer column)."""
 
-    #: Blocked by the cluster, not by the spec: a child was refused for lack of room (refusals.py).
+    #: Blocked by the cluster, not by the spec: a child was refused for lack of room (shortages.py).
     PENDING: Final = "Pending"
     #: Waiting in a Kueue queue for admission.
     QUEUED: Final = "Queued"

@@ -34,10 +34,10 @@ from grok_operator.child_cache import Written
 from grok_operator.kube import ApiError, KubeApi, Observed
 from grok_operator.observe import GroupObservation, GroupState, gated_pod_groups, observe_group
 from grok_operator.planner import RolloutLimits, next_backoff, plan_groups
-from grok_operator.refusals import Refusal, cluster_refusal
 from grok_operator.render import Children, Owner, endpoint
 from grok_operator.render.common import group_name, leader_selector, render_hash, selector_string
 from grok_operator.restart_policy import AFTER_START, restart_rule
+from grok_operator.shortages import Shortage, cluster_shortage
 from grok_operator.status_report import (
     ReportInputs,
     blocked_status,
@@ -166,12 +166,12 @@ def _is_ours(obj: Mapping[str, Any], owner: Owner) -> bool:
     return any(ref.get("uid") == owner.uid for ref in refs)
 
 
-class _RefusedError(Exception):
+class _ShortageError(Exception):
     """A child write the cluster refused for lack of room (carries what the status says)."""
 
-    def __init__(self, refusal: Refusal) -> None:
-        super().__init__(refusal.message)
-        self.refusal = refusal
+    def __init__(self, shortage: Shortage) -> None:
+        super().__init__(shortage.message)
+        self.shortage = shortage
 
 
 class Reconciler:
@@ -261,13 +261,13 @@ class Reconciler:
             if index not in plan.keep:
                 remembered.lost.clear()  # pods of removed groups go on purpose
         children = pass_cache.children(owner, key, tuple(plan.keep))
-        refusal = self._apply_children(owner, children, observed)
-        if refusal is not None:
-            status = blocked_status(inputs, refusal.reason, refusal.message, groups)
-            self._event_on_change(body, refusal.reason, refusal.message, live_status)
+        shortage = self._apply_children(owner, children, observed)
+        if shortage is not None:
+            status = blocked_status(inputs, shortage.reason, shortage.message, groups)
+            self._event_on_change(body, shortage.reason, shortage.message, live_status)
             self._write_status(owner, live_status, status)
             return Outcome(
-                writes=self.api.writes - before, requeue_after=refusal.retry_after, phase=status.phase
+                writes=self.api.writes - before, requeue_after=shortage.retry_after, phase=status.phase
             )
 
         for index, reason in plan.recreate:
@@ -335,20 +335,20 @@ class Reconciler:
             try:
                 answer = self.api.apply(desired)
             except ApiError as err:
-                refusal = cluster_refusal(err, str(desired["kind"]), str(desired["metadata"]["name"]))
-                if refusal is None:
+                shortage = cluster_shortage(err, str(desired["kind"]), str(desired["metadata"]["name"]))
+                if shortage is None:
                     raise
-                raise _RefusedError(refusal) from err
+                raise _ShortageError(shortage) from err
             if self.written is not None:
                 self.written.applied(answer)
 
-    def _apply_children(self, owner: Owner, children: Children, observed: Observed) -> Refusal | None:
-        """Apply what differs and delete what is no longer wanted; a `Refusal` when the cluster
+    def _apply_children(self, owner: Owner, children: Children, observed: Observed) -> Shortage | None:
+        """Apply what differs and delete what is no longer wanted; a `Shortage` when the cluster
         has no room for a child (the rest waits for the next pass)."""
         try:
             self._apply_wanted(owner, children, observed)
-        except _RefusedError as refused:
-            return refused.refusal
+        except _ShortageError as short:
+            return short.shortage
         return None
 
     def _apply_wanted(self, owner: Owner, children: Children, observed: Observed) -> None:
@@ -401,7 +401,7 @@ class Reconciler:
     def _event_on_change(
         self, body: Mapping[str, Any], reason: str, message: str, live: Mapping[str, Any]
     ) -> None:
-        """Post a Warning for a refusal once, when the Ready condition's story changes."""
+        """Post a Warning for a shortage once, when the Ready condition's story changes."""
         previous = {str(cond.get("type")): cond for cond in live.get("conditions") or []}.get(
             c.ConditionType.READY, {}
         )

@@ -115,7 +115,7 @@ def infeasible_status(
 def blocked_status(
     inputs: ReportInputs, reason: str, message: str, groups: Mapping[int, GroupObservation]
 ) -> GrokDeploymentStatus:
-    """The cluster refused a child for lack of room (refusals.py): Pending until it has room."""
+    """The cluster refused a child for lack of room (shortages.py): Pending until it has room."""
     return GrokDeploymentStatus(
         observed_generation=inputs.generation,
         phase=Phase.PENDING,

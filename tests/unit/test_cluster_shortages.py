@@ -1,4 +1,4 @@
-"""A child the cluster refuses for lack of room ends in the GrokDeployment's status (refusals.py).
+"""A child the cluster refuses for lack of room ends in the GrokDeployment's status (shortages.py).
 
 The in-memory API answers a Service create as the kube-apiserver does when its ClusterIP range is
 full (HTTP 500, "failed to allocate a serviceIP: range is full"); the pass must report it in the
@@ -16,7 +16,7 @@ from test_operator_reconcile import MemoryApi, body
 from grok_operator import constants as c
 from grok_operator.kube import ApiError
 from grok_operator.reconcile import DeploymentMemory, Reconciler
-from grok_operator.refusals import cluster_refusal
+from grok_operator.shortages import cluster_shortage
 
 FULL = '{"kind":"Status","message":"Internal error occurred: failed to allocate a serviceIP: range is full"}'
 
@@ -59,4 +59,4 @@ def test_other_refusals_stay_errors() -> None:
     api = FullRangeApi('{"message":"admission webhook denied"}', 500)
     with pytest.raises(ApiError):
         Reconciler(api).reconcile(body(api), DeploymentMemory(), now=1.0, now_iso="2026-01-01T00:00:00Z")
-    assert cluster_refusal(ApiError("PATCH", "/x", 500, FULL), "ConfigMap", "x") is None
+    assert cluster_shortage(ApiError("PATCH", "/x", 500, FULL), "ConfigMap", "x") is None

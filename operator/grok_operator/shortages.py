@@ -1,7 +1,7 @@
 """Child writes the cluster refuses for lack of a shared resource (pure): which, and what to say.
 
-Data flow: the reconciler's apply of a child raises `ApiError` → `cluster_refusal()` → a
-`Refusal` (reason and message for the status, how long to wait), or None for errors that are
+Data flow: the reconciler's apply of a child raises `ApiError` → `cluster_shortage()` → a
+`Shortage` (reason and message for the status, how long to wait), or None for errors that are
 not a shortage (those stay errors: logged, retried with back-off). A shortage is not the
 GrokDeployment's fault and fixes itself when the cluster frees room, so it is reported in the
 status (phase Pending) of every GrokDeployment it blocks, and retried at a steady pace.
@@ -23,17 +23,17 @@ _IP_RANGE_FULL = ("failed to allocate a serviceip", "range is full")
 
 
 @dataclass(frozen=True)
-class Refusal:
+class Shortage:
     reason: str
     message: str
     retry_after: float = RETRY_SECONDS
 
 
-def cluster_refusal(err: ApiError, kind: str, name: str) -> Refusal | None:
+def cluster_shortage(err: ApiError, kind: str, name: str) -> Shortage | None:
     """The shortage behind a refused write of `kind` `name`, or None when it is no shortage."""
     text = str(err).lower()
     if kind == "Service" and any(marker in text for marker in _IP_RANGE_FULL):
-        return Refusal(
+        return Shortage(
             Reason.SERVICE_IPS_EXHAUSTED,
             f"the cluster has no free Service ClusterIP: creating Service {name} was refused "
             f"(HTTP {err.status}); delete unused Services or widen the service range "
