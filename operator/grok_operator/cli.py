@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
         help="liveness endpoint for the pod's probes ('' to disable)",
     )
     run.add_argument("--resync-seconds", type=float, default=30.0, help="re-check every object this often")
-    run.add_argument("--workers", type=int, default=8, help="threads running reconcile passes")
+    run.add_argument("--workers", type=int, default=16, help="threads running reconcile passes")
     limits = CreateLimits()
     run.add_argument(
         "--create-rate", type=float, default=limits.rate, help="replica groups created per second, overall"

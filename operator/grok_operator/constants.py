@@ -113,6 +113,8 @@ class Reason:
     REFUSED_BY_API_SERVER: Final = "RefusedByApiServer"
     #: The StatefulSet controller cannot create the pods (missing ServiceAccount, PriorityClass...).
     POD_CREATION_FAILED: Final = "PodCreationFailed"
+    #: The cluster refused a child for lack of a shared resource (no free Service ClusterIP).
+    SERVICE_IPS_EXHAUSTED: Final = "ServiceIPsExhausted"
 
 
 class EventReason:
@@ -122,7 +124,6 @@ class EventReason:
     INSUFFICIENT_DEVICE_MEMORY: Final = Reason.INSUFFICIENT_DEVICE_MEMORY
     INVALID_SPEC: Final = Reason.INVALID_SPEC
     GROUP_ROLLED: Final = "GroupRolled"
-    SCALED: Final = "Scaled"
     REFUSED_BY_API_SERVER: Final = Reason.REFUSED_BY_API_SERVER
     #: A child changed by hand was put back to what the spec renders.
     DRIFT_CORRECTED: Final = "DriftCorrected"
@@ -131,6 +132,7 @@ class EventReason:
 class Phase:
     """One-word summary in `status.phase` (the PHASE printer column)."""
 
+    #: Blocked by the cluster, not by the spec: a child was refused for lack of room (shortages.py).
     PENDING: Final = "Pending"
     #: Waiting in a Kueue queue for admission.
     QUEUED: Final = "Queued"

@@ -11,6 +11,12 @@ namespace or its CRD deleted) ends there, and never writes a child for it. An ob
 loses kopf's finalizer here too, so deletion never waits on kopf (which stops serving a kind whose
 CRD is going, leaving its finalizers in place); children go with their owner (garbage collector).
 
+Children are read from memory, not listed: kopf indexes (`*_index` below) keep every labelled
+StatefulSet, Service, ConfigMap and Pod from the watches kopf runs anyway, and before each pass
+the daemon copies its object's entries out of them on the event loop (child_cache.py). A pass
+reads the API only for the object itself (the one GET above), to write, and for a Kueue Workload
+while a group waits for admission; it never LISTs.
+
 Why a daemon and event spies rather than on.create/on.update handlers: those make kopf write its
 own bookkeeping on every change (the last-handled-configuration annotation, progress in status).
 With this wiring kopf's only writes are its finalizer, added once and removed on deletion, and
@@ -28,12 +34,11 @@ from typing import Any
 import kopf
 
 from grok_operator import constants as c
-from grok_operator.kube import ApiError, KubeApi
+from grok_operator.child_cache import ChildCache, Key, index_entry
+from grok_operator.kube import ApiError, KubeApi, Observed
 from grok_operator.ratelimit import CreateLimiter
 from grok_operator.reconcile import DeploymentMemory, Reconciler
 from grok_operator.refusals import ObjectGoneError
-
-Key = tuple[str, str]
 
 #: Coalesce a burst of child events (a group's pods change together) into one pass.
 DEBOUNCE_SECONDS = 0.05
@@ -51,6 +56,14 @@ class OperatorState:
     memories: dict[Key, DeploymentMemory] = field(default_factory=dict)
     #: Bounds group creations per object and overall; None: unbounded.
     limiter: CreateLimiter | None = None
+    cache: ChildCache = field(default_factory=ChildCache)
+    #: kind -> the kopf index of that kind's children (set by the first daemon; loop-owned).
+    indexes: dict[str, Any] = field(default_factory=dict)
+    #: Reconcile passes finished so far (loop-owned; tests and benchmarks read it).
+    passes: int = 0
+    #: Passes that may run at once (the reconcile threads). A daemon takes a slot *before* it copies
+    #: its object and children, so a pass never starts from a copy that aged in a queue.
+    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(8))
 
     def wake(self, namespace: str | None, name: str | None) -> None:
         if namespace and name and (event := self.wakers.get((namespace, name))) is not None:
@@ -63,8 +76,35 @@ def _now_iso() -> str:
 
 def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
     """Add the operator's handlers to `registry`, bound to `state`."""
-    reconciler = Reconciler(state.api, state.limiter)
+    reconciler = Reconciler(state.api, state.limiter, state.cache.written)
     managed = {c.LABEL_MANAGED_BY: c.MANAGED_BY}
+
+    # The watch-fed cache: kopf fills these before it starts any daemon, and keeps them current.
+    @kopf.index("apps", "v1", "statefulsets", id="statefulset_index", labels=managed, registry=registry)
+    def statefulset_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
+        return index_entry(namespace, body)
+
+    @kopf.index("services", id="service_index", labels=managed, registry=registry)
+    def service_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
+        return index_entry(namespace, body)
+
+    @kopf.index("configmaps", id="config_map_index", labels=managed, registry=registry)
+    def config_map_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
+        return index_entry(namespace, body)
+
+    @kopf.index("pods", id="pod_index", labels=managed, registry=registry)
+    def pod_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
+        return index_entry(namespace, body)
+
+    def observed(key: Key, kwargs: dict[str, Any]) -> Observed:
+        if not state.indexes:
+            state.indexes.update(
+                StatefulSet=kwargs["statefulset_index"],
+                Service=kwargs["service_index"],
+                ConfigMap=kwargs["config_map_index"],
+                Pod=kwargs["pod_index"],
+            )
+        return state.cache.observed(key, state.indexes)
 
     @kopf.daemon(
         c.GROUP, c.VERSION, c.PLURAL, registry=registry, cancellation_backoff=2.0, cancellation_timeout=5.0
@@ -75,7 +115,7 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
         name: str,
         body: kopf.Body,
         logger: kopf.Logger,
-        **_: Any,
+        **kwargs: Any,
     ) -> None:
         key = (namespace or "", name)
         uid = str(body.metadata.get("uid", ""))
@@ -84,18 +124,26 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
         failures = 0
         try:
             while not stopped:
-                wake.clear()
                 wait = state.resync_seconds
                 try:
-                    snapshot = await asyncio.to_thread(_current, state.api, key, uid)
-                    if snapshot is None:
-                        logger.info(f"{key[0]}/{key[1]} is gone or being deleted: its loop ends")
-                        state.memories.pop(key, None)
-                        return
-                    outcome = await asyncio.to_thread(
-                        reconciler.reconcile, snapshot, memory, now=time.monotonic(), now_iso=_now_iso()
-                    )
+                    async with state.slots:
+                        wake.clear()
+                        snapshot = await asyncio.to_thread(_current, state.api, key, uid)
+                        if snapshot is None:
+                            logger.info(f"{key[0]}/{key[1]} is gone or being deleted: its loop ends")
+                            state.memories.pop(key, None)
+                            return
+                        children = observed(key, kwargs)  # on the loop, which owns the indexes
+                        outcome = await asyncio.to_thread(
+                            reconciler.reconcile,
+                            snapshot,
+                            memory,
+                            now=time.monotonic(),
+                            now_iso=_now_iso(),
+                            observed=children,
+                        )
                     failures = 0
+                    state.passes += 1
                     if outcome.writes:
                         logger.info(
                             f"{key[0]}/{key[1]} reconciled: phase {outcome.phase}, {outcome.writes} write(s)"
@@ -120,6 +168,7 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
             state.wakers.pop(key, None)
             if body.metadata.get("deletionTimestamp"):
                 state.memories.pop(key, None)
+                state.cache.written.forget(key)
 
     @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL, registry=registry)
     def deployment_changed(namespace: str | None, name: str | None, **_: Any) -> None:

@@ -1,7 +1,8 @@
 """The one module that talks to the Kubernetes API.
 
-Data flow: the reconciler asks `KubeApi.observe()` for a GrokDeployment's children (four list
-calls by label), then writes through `apply()` (server-side apply under the one field manager
+Data flow: the running operator reads a GrokDeployment's children from its watch-fed cache
+(child_cache.py); `KubeApi.observe()` (four list calls by label, counted in `list_calls`) serves
+callers without one. The reconciler writes through `apply()` (server-side apply under the one field manager
 `grok-operator`), `delete()`, `patch_status()` and `post_event()`. Every write goes through
 `_write()`, which counts it: `writes` lets tests and benchmarks check that an idle operator
 writes nothing. The reconciler only calls a write when a rendered hash or the status differs.
@@ -83,6 +84,8 @@ class KubeApi:
         self._lock = threading.Lock()
         self.write_counts: Counter[str] = Counter()
         self.namespace_writes: Counter[str] = Counter()
+        #: LIST requests this client made (the operator's passes make none: they read the cache).
+        self.list_calls = 0
         #: The last writes, "verb kind path: body excerpt", for debugging and test failure messages.
         self.recent_writes: deque[str] = deque(maxlen=50)
         #: Writes made by the calling thread: one reconcile pass runs in one thread, so a pass
@@ -147,6 +150,8 @@ class KubeApi:
 
     # ---- reads -------------------------------------------------------------------------------
     def list(self, kind: str, namespace: str, label_selector: str) -> list[Obj]:
+        with self._lock:
+            self.list_calls += 1
         result = self._request(
             "GET", _PATHS[kind].format(ns=namespace), query={"labelSelector": label_selector}
         )

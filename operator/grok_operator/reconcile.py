@@ -9,6 +9,11 @@ Data flow:
 `DeploymentMemory` keeps what the API cannot tell us cheaply: which pods this operator deleted
 itself (so their disappearance is not mistaken for a failure) and the per-group back-off. Losing
 it on restart costs at most one extra recreation of a group that was already being recreated.
+
+Threads: the pass runs in a worker thread, and at most one pass per GrokDeployment runs at a time,
+so that thread owns the memory's groups. The event loop only queues what the watch saw
+(`pod_deleted`, under a lock); the pass takes the queue when it starts. The children come from
+the watch-fed cache (child_cache.py) when the caller passes `observed`, else from LISTs.
 """
 
 from __future__ import annotations
@@ -16,14 +21,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from grok_operator import constants as c
+from grok_operator import pass_cache
 from grok_operator.admission import NOT_PERMITTED, admission_message
-from grok_operator.capacity import plan_memory
+from grok_operator.child_cache import Written
 from grok_operator.dependencies import creation_failures, explain, short_of_pods
 from grok_operator.drift import drifted, version
 from grok_operator.kube import ApiError, KubeApi, Observed
@@ -40,16 +47,19 @@ from grok_operator.refusals import (
     is_permanent,
     refusal,
 )
-from grok_operator.render import Children, Owner, endpoint, render_children, template_hash
+from grok_operator.render import Children, Owner, endpoint
 from grok_operator.render.common import group_name, leader_selector, render_hash, selector_string
+from grok_operator.restart_policy import AFTER_START, restart_rule
+from grok_operator.shortages import Shortage, cluster_shortage
 from grok_operator.status_report import (
     ReportInputs,
+    blocked_status,
     infeasible_status,
     invalid_status,
     serving_status,
     status_patch,
 )
-from grok_operator.validation import SpecProblem, ValidSpec, validate
+from grok_operator.validation import SpecProblem, ValidSpec
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +76,9 @@ class GroupMemory:
     deleted_uids: dict[str, float] = field(default_factory=dict)
     #: Pods of this group the watch saw deleted by someone else (name by uid), until it is recreated.
     lost: dict[str, str] = field(default_factory=dict)
+    #: Container restarts by pod uid when the group first became Ready since it was (re)created;
+    #: None until then (restart_policy.py).
+    started_restarts: dict[str, int] | None = None
     #: When this operator last deleted the group's pods (recreation or roll), as the API writes
     #: times; pods created before it belong to the replaced incarnation (recreation.py).
     recreated_at: str = ""
@@ -82,21 +95,33 @@ class RememberedRefusal:
 
 @dataclass
 class DeploymentMemory:
-    """In-process state about one GrokDeployment, kept between passes."""
+    """In-process state about one GrokDeployment, kept between passes.
+
+    `groups` belongs to the thread running the pass; other threads only call `pod_deleted`."""
 
     groups: dict[int, GroupMemory] = field(default_factory=dict)
     refusal: RememberedRefusal | None = None
     #: Each child's version right after this operator's last write (drift.py).
     applied: dict[str, str] = field(default_factory=dict)
+    _inbox: list[tuple[int, str, str]] = field(default_factory=list)
+    _inbox_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def group(self, index: int) -> GroupMemory:
         return self.groups.setdefault(index, GroupMemory())
 
     def pod_deleted(self, index: int, uid: str, name: str) -> None:
-        """The watch saw a pod of group `index` go; a failure unless this operator deleted it."""
-        group = self.group(index)
-        if uid not in group.deleted_uids:
-            group.lost[uid] = name
+        """The watch saw a pod of group `index` go (any thread): queued for the next pass."""
+        with self._inbox_lock:
+            self._inbox.append((index, uid, name))
+
+    def take_watch_events(self) -> None:
+        """Apply the queued deletions (the pass's thread): a failure unless this operator deleted it."""
+        with self._inbox_lock:
+            events, self._inbox = self._inbox, []
+        for index, uid, name in events:
+            group = self.group(index)
+            if uid not in group.deleted_uids:
+                group.lost[uid] = name
 
 
 @dataclass(frozen=True)
@@ -122,6 +147,8 @@ def _observe_groups(
     template: str,
     memory: DeploymentMemory,
     admission: Mapping[str, str],
+    restart_policy: str = AFTER_START,
+    reported_ready: frozenset[str] = frozenset(),
 ) -> dict[int, GroupObservation]:
     by_index = {i: s for s in observed.statefulsets.values() if (i := _group_index(s)) is not None}
     horizon = time.monotonic() - DELETED_POD_MEMORY_SECONDS
@@ -131,6 +158,7 @@ def _observe_groups(
         pods = [p for p in observed.pods if (p["metadata"].get("labels") or {}).get(c.LABEL_GROUP) == name]
         remembered = memory.group(index)
         remembered.deleted_uids = {u: t for u, t in remembered.deleted_uids.items() if t >= horizon}
+        rule = restart_rule(restart_policy, remembered.started_restarts, name in reported_ready)
         groups[index] = observe_group(
             index,
             name,
@@ -141,11 +169,25 @@ def _observe_groups(
             deleted_uids=frozenset(remembered.deleted_uids),
             lost_pods=tuple(sorted(remembered.lost.values())),
             admission=admission,
+            restart_baseline=rule.baseline,
+            ignore_restarts=rule.ignore,
         )
-        if groups[index].state is GroupState.READY:
+        seen = groups[index]
+        if seen.state is GroupState.READY:
             remembered.recreations = 0
             remembered.recreated_at = ""
+            if remembered.started_restarts is None:
+                remembered.started_restarts = dict(
+                    zip(seen.live_pod_uids, seen.live_pod_restarts, strict=True)
+                )
     return groups
+
+
+def _reported_ready(status: Mapping[str, Any]) -> frozenset[str]:
+    """Groups the last written status showed Ready (restart policy after an operator restart)."""
+    return frozenset(
+        str(g.get("name")) for g in status.get("groups") or [] if g.get("state") == GroupState.READY
+    )
 
 
 def _is_ours(obj: Mapping[str, Any], owner: Owner) -> bool:
@@ -153,17 +195,37 @@ def _is_ours(obj: Mapping[str, Any], owner: Owner) -> bool:
     return any(ref.get("uid") == owner.uid for ref in refs)
 
 
+class _ShortageError(Exception):
+    """A child write the cluster refused for lack of room (carries what the status says)."""
+
+    def __init__(self, shortage: Shortage) -> None:
+        super().__init__(shortage.message)
+        self.shortage = shortage
+
+
 class Reconciler:
     """Runs passes for GrokDeployments through one `KubeApi`."""
 
-    def __init__(self, api: KubeApi, limiter: CreateLimiter | None = None) -> None:
+    def __init__(
+        self, api: KubeApi, limiter: CreateLimiter | None = None, written: Written | None = None
+    ) -> None:
         self.api = api
         #: Bounds group creations (ratelimit.py); None: create every new group at once.
         self.limiter = limiter
+        #: Where applies and deletes are recorded for the watch-fed cache (None: no cache).
+        self.written = written
 
     def reconcile(
-        self, body: Mapping[str, Any], memory: DeploymentMemory, *, now: float, now_iso: str
+        self,
+        body: Mapping[str, Any],
+        memory: DeploymentMemory,
+        *,
+        now: float,
+        now_iso: str,
+        observed: Observed | None = None,
     ) -> Outcome:
+        """One pass; `observed` is the children from the watch-fed cache (None: LIST them)."""
+        memory.take_watch_events()
         meta = body["metadata"]
         if meta.get("deletionTimestamp"):
             return Outcome(writes=0)
@@ -181,9 +243,11 @@ class Reconciler:
             previous_conditions=live_status.get("conditions") or [],
             selector=selector_string(leader_selector(owner.name)),
         )
-        observed = self.api.observe(owner.namespace, owner.name)
+        if observed is None:
+            observed = self.api.observe(owner.namespace, owner.name)
         admission = self._admission(owner.namespace, observed.pods)
-        result = validate(body.get("spec") or {}, name=owner.name)
+        key = pass_cache.spec_key(body.get("spec") or {})
+        result = pass_cache.validated(key, owner.name)
         if not isinstance(result, ValidSpec):
             groups = _observe_groups(
                 owner, observed, set(), hosts=0, template="", memory=memory, admission=admission
@@ -198,15 +262,8 @@ class Reconciler:
 
         valid = result
         spec = valid.spec
-        capacity = plan_memory(
-            valid.model,
-            quantization=spec.model.quantization,
-            mesh=valid.mesh,
-            max_batch=spec.serving.max_batch,
-            max_seq_len=valid.max_seq_len,
-            device_memory_bytes=valid.device_memory_bytes,
-        )
-        template = template_hash(owner, valid)
+        capacity = pass_cache.capacity(key, owner.name)
+        template = pass_cache.template(owner, key)
         self._delete_leftovers(owner, observed, memory)
         groups = _observe_groups(
             owner,
@@ -216,6 +273,8 @@ class Reconciler:
             template=template,
             memory=memory,
             admission=admission,
+            restart_policy=spec.failure_policy.restart_policy,
+            reported_ready=_reported_ready(live_status),
         )
         groups = self._explain_missing_pods(owner, observed, groups, spec.topology.hosts_per_replica, now_iso)
         if not capacity.fits:
@@ -238,7 +297,7 @@ class Reconciler:
             if index not in plan.keep:
                 remembered.lost.clear()  # pods of removed groups go on purpose
         deferred = self._deferred_creations(owner, plan.keep, groups)
-        children = render_children(owner, valid, [i for i in plan.keep if i not in deferred])
+        children = pass_cache.children(owner, key, tuple(i for i in plan.keep if i not in deferred))
         remembered_refusal = memory.refusal
         if (
             remembered_refusal is None
@@ -247,12 +306,21 @@ class Reconciler:
         ):
             memory.refusal = None
             try:
-                self._apply_children(body, owner, children, observed, memory)
+                shortage = self._apply_children(body, owner, children, observed, memory)
             except ChildRefusedError as err:
-                remembered_refusal = RememberedRefusal(
+                shortage = None
+                memory.refusal = RememberedRefusal(
                     inputs.generation, now + REFUSAL_RETRY_SECONDS, err.refusal
                 )
-                memory.refusal = remembered_refusal
+            if shortage is not None:
+                status = blocked_status(inputs, shortage.reason, shortage.message, groups)
+                self._event_on_change(body, shortage.reason, shortage.message, live_status)
+                self._write_status(owner, live_status, status)
+                return Outcome(
+                    writes=self.api.thread_writes - before,
+                    requeue_after=shortage.retry_after,
+                    phase=status.phase,
+                )
         if memory.refusal is not None:
             return self._report_refusal(body, owner, inputs, live_status, groups, memory.refusal, now, before)
 
@@ -407,14 +475,36 @@ class Reconciler:
         try:
             written = self.api.apply(desired)
         except ApiError as err:
+            # A full ClusterIP range is a 500, not a refusal of this spec: check it first.
+            shortage = cluster_shortage(err, str(kind), str(name))
+            if shortage is not None:
+                raise _ShortageError(shortage) from err
             if is_gone(err):
                 raise ObjectGoneError(f"{kind} {name}: {err}") from err
             if is_permanent(err):
                 raise ChildRefusedError(refusal(err, kind, name)) from err
             raise
         memory.applied[key] = version(kind, written)
+        if self.written is not None:
+            self.written.applied(written)
 
     def _apply_children(
+        self,
+        body: Mapping[str, Any],
+        owner: Owner,
+        children: Children,
+        observed: Observed,
+        memory: DeploymentMemory,
+    ) -> Shortage | None:
+        """Apply what differs and delete what is no longer wanted; a `Shortage` when the cluster
+        has no room for a child (the rest waits for the next pass)."""
+        try:
+            self._apply_wanted(body, owner, children, observed, memory)
+        except _ShortageError as short:
+            return short.shortage
+        return None
+
+    def _apply_wanted(
         self,
         body: Mapping[str, Any],
         owner: Owner,
@@ -448,7 +538,10 @@ class Reconciler:
                     and _is_ours(obj, owner)
                     and not obj["metadata"].get("deletionTimestamp")
                 ):
-                    self.api.delete(kind, owner.namespace, name, uid=obj["metadata"].get("uid"))
+                    uid = str(obj["metadata"].get("uid", ""))
+                    self.api.delete(kind, owner.namespace, name, uid=uid or None)
+                    if self.written is not None:
+                        self.written.deleted((owner.namespace, owner.name), kind, uid)
 
     def _delete_leftovers(self, owner: Owner, observed: Observed, memory: DeploymentMemory) -> None:
         """Pods of a replaced group created before the replacement: part of the same recreation."""
@@ -467,6 +560,7 @@ class Reconciler:
 
     def _delete_pods(self, owner: Owner, group: GroupObservation, remembered: GroupMemory) -> None:
         remembered.lost.clear()
+        remembered.started_restarts = None  # the new pods must become Ready again
         for pod, uid in zip(group.live_pods, group.live_pod_uids, strict=True):
             remembered.deleted_uids[uid] = time.monotonic()
             self.api.delete("Pod", owner.namespace, pod, uid=uid)
@@ -485,7 +579,7 @@ class Reconciler:
     def _event_on_change(
         self, body: Mapping[str, Any], reason: str, message: str, live: Mapping[str, Any]
     ) -> None:
-        """Post a Warning for a refusal once, when the Ready condition's story changes."""
+        """Post a Warning for a shortage once, when the Ready condition's story changes."""
         previous = {str(cond.get("type")): cond for cond in live.get("conditions") or []}.get(
             c.ConditionType.READY, {}
         )

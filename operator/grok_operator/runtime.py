@@ -37,8 +37,9 @@ class OperatorConfig:
     priority: int = 0
     resync_seconds: float = 30.0
     liveness_endpoint: str | None = None
-    #: Worker threads running reconcile passes (Kubernetes calls block).
-    workers: int = 8
+    #: Worker threads running reconcile passes (Kubernetes calls block; a pass is mostly waiting
+    #: on the apiserver, so more threads than cores).
+    workers: int = 16
     #: Replica-group creations per second and burst, overall and per GrokDeployment.
     create_limits: CreateLimits = field(default_factory=CreateLimits)
     extra_settings: dict[str, Any] = field(default_factory=dict)
@@ -67,10 +68,13 @@ def connection_info(configuration: k8s.Configuration) -> kopf.ConnectionInfo:
 def build(config: OperatorConfig) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings, OperatorState]:
     """The registry, settings and shared state of one operator instance."""
     configuration = load_configuration(config.kubeconfig, config.context)
+    # One HTTP connection per reconcile thread (the client's pool is 5 per CPU otherwise).
+    configuration.connection_pool_maxsize = max(config.workers, 4)
     state = OperatorState(
         api=KubeApi(configuration),
         resync_seconds=config.resync_seconds,
         limiter=CreateLimiter(config.create_limits),
+        slots=asyncio.Semaphore(config.workers),
     )
     registry = kopf.OperatorRegistry()
     register(registry, state)

@@ -119,6 +119,24 @@ def infeasible_status(
     )
 
 
+def blocked_status(
+    inputs: ReportInputs, reason: str, message: str, groups: Mapping[int, GroupObservation]
+) -> GrokDeploymentStatus:
+    """The cluster refused a child for lack of room (shortages.py): Pending until it has room."""
+    return GrokDeploymentStatus(
+        observed_generation=inputs.generation,
+        phase=Phase.PENDING,
+        conditions=_conditions(
+            inputs,
+            (False, reason, message),
+            (True, reason, "waiting for the cluster to have room"),
+            (True, reason, message),
+        ),
+        selector=inputs.selector,
+        **_counters(groups),
+    )
+
+
 def _counters(groups: Mapping[int, GroupObservation]) -> dict[str, Any]:
     existing = [g for g in groups.values() if g.exists]
     return {

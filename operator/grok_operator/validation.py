@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from grok_operator.api import GrokDeploymentSpec
 from grok_operator.preflight import child_problems, name_problems
 from grok_operator.quantity import parse_bytes
-from grok_worker.contract import MeshSpec, ModelSection
+from grok_worker.contract import MeshSpec, ModelSection, default_buckets, prefill_bucket_problem
 from grok_worker.model_config import PRESETS, ModelConfig, config_from_contract
 
 
@@ -173,6 +173,30 @@ def _mesh_problems(spec: GrokDeploymentSpec, mesh: MeshSpec, model: ModelConfig 
     return problems
 
 
+def prefill_buckets(spec: GrokDeploymentSpec) -> tuple[int, ...]:
+    """The buckets the spec asks for (empty: the worker's default, powers of two up to half the
+    maximum sequence length)."""
+    if spec.serving.prefill_buckets:
+        return tuple(spec.serving.prefill_buckets)
+    if spec.serving.max_prompt_length is not None:
+        return default_buckets(spec.serving.max_prompt_length)
+    return ()
+
+
+def _bucket_problems(spec: GrokDeploymentSpec, max_seq_len: int) -> list[SpecProblem]:
+    serving = spec.serving
+    if serving.prefill_buckets and serving.max_prompt_length is not None:
+        return [
+            SpecProblem(
+                "spec.serving.maxPromptLength",
+                "set either prefillBuckets (the largest is the longest prompt) or maxPromptLength, not both",
+            )
+        ]
+    field = "spec.serving.prefillBuckets" if serving.prefill_buckets else "spec.serving.maxPromptLength"
+    problem = prefill_bucket_problem(prefill_buckets(spec), max_seq_len, field)
+    return [SpecProblem(field, problem.removeprefix(f"{field}: "))] if problem else []
+
+
 def _other_problems(spec: GrokDeploymentSpec, model: ModelConfig | None) -> list[SpecProblem]:
     problems: list[SpecProblem] = []
     requested = spec.serving.max_sequence_length
@@ -184,6 +208,8 @@ def _other_problems(spec: GrokDeploymentSpec, model: ModelConfig | None) -> list
                 f"use at most {model.max_seq_len}",
             )
         )
+    if model is not None:
+        problems += _bucket_problems(spec, requested or model.max_seq_len)
     if spec.model.checkpoint.uri is not None:
         problems.append(
             SpecProblem(

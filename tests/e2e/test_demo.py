@@ -12,6 +12,7 @@ chart's Deployment.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -22,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from grok_devcluster.components import SERVICE_CLUSTER_IP_RANGE
 from grok_devcluster.demo import (
     DemoError,
     field_value,
@@ -134,7 +136,8 @@ def test_make_demo_on_real_pods_serves_through_the_service_and_down_restores_the
     assert "phase=Ready ready=1/1" in output
     assert "$ kubectl get pods -n grok-system -o wide" in output
     assert "$ kubectl logs -n grok-demo tiny-g0-0" in output
-    assert state["worker_target"].startswith("10.0.0.")  # the Service's ClusterIP
+    host = state["worker_target"].rsplit(":", 1)[0]  # the Service's ClusterIP
+    assert ipaddress.ip_address(host) in ipaddress.ip_network(SERVICE_CLUSTER_IP_RANGE), host
     assert "[length, 24 tokens]" in output, output
     assert f"stopped the local control plane {name!r}" in down
     left = before.compare()

@@ -21,14 +21,16 @@ Keep in step with operator/grok_operator's API module; the RBAC test fails on an
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
   verbs: ["list", "watch", "create", "patch", "delete"]
-# A headless Service per group (deleted with its group) and the client Service.
+# A headless Service per group (deleted with its group) and the client Service; kopf lists and
+# watches them into the operator's in-memory cache (a pass never lists them).
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["list", "create", "patch", "delete"]
-# The worker config; one per GrokDeployment, removed by the garbage collector with it.
+  verbs: ["list", "watch", "create", "patch", "delete"]
+# The worker config; one per GrokDeployment, removed by the garbage collector with it. Cached
+# from kopf's watch like the Services.
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["list", "create", "patch"]
+  verbs: ["list", "watch", "create", "patch"]
 # Observed pod state (readiness, restarts, scheduling failures); kopf watches them for changes.
 # Whole-group recreation and scale-down delete a group's pods.
 - apiGroups: [""]

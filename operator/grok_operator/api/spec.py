@@ -9,7 +9,7 @@ model's dimensions) live in `validation.py`.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -209,6 +209,12 @@ class ServingSpec(ApiModel):
     """Requests waiting for a slot; beyond it new requests get RESOURCE_EXHAUSTED."""
     drain_grace_seconds: int = Field(default=30, ge=0, le=3600)
     """Seconds in-flight requests get to finish after SIGTERM."""
+    prefill_buckets: list[Annotated[int, Field(ge=1, description="A prompt length in tokens.")]] = Field(
+        default_factory=list, max_length=64
+    )
+    """Prompt lengths (tokens, ascending) the workers compile prefill for before serving; a prompt is padded to the smallest that holds it, and the largest is the longest prompt accepted. Each must be below maxSequenceLength. Default: powers of two up to maxPromptLength."""
+    max_prompt_length: int | None = Field(default=None, ge=1)
+    """Longest prompt accepted, in tokens (the largest prefill bucket; buckets are the powers of two below it). Below maxSequenceLength. Default: half of it. Not together with prefillBuckets."""
     http: HttpSpec = HttpSpec()
     """The OpenAI-compatible HTTP API, sharing the engine and the request queue with gRPC."""
 
@@ -239,6 +245,10 @@ class FailurePolicySpec(ApiModel):
     """RecreateGroup: delete and recreate every pod of the group (a jax.distributed group cannot re-admit one lost process). Ignore: leave the group as it is."""
     backoff_seconds: int = Field(default=10, ge=0, le=3600)
     """Wait before recreating the same group again; doubles after each recreation, up to 300 s."""
+    restart_policy: Literal["RecreateGroupOnPodRestart", "RecreateGroupAfterStart", "None"] = (
+        "RecreateGroupAfterStart"
+    )
+    """Which container restarts fail a group (LeaderWorkerSet's names). RecreateGroupAfterStart: only restarts after the group first became Ready (before that the startup probe's budget governs). RecreateGroupOnPodRestart: any restart. None: restarts never do (a failed or lost pod still does)."""
 
 
 class GrokDeploymentSpec(ApiModel):

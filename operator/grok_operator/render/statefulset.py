@@ -14,6 +14,7 @@ template's hash is a label on every pod, so the operator can tell updated groups
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from typing import Any
 
@@ -42,13 +43,19 @@ STARTUP_BASE_SECONDS = 300
 STARTUP_READ_BYTES_PER_SECOND = 256 * 2**20
 
 
+#: The per-host read bytes depend on the model, mesh and hosts only, and every pass renders them:
+#: cached (walking the sharding plan was most of a steady-state pass's time at fleet scale).
+_max_host_read_bytes = functools.lru_cache(maxsize=256)(max_host_read_bytes)
+_host_read_bytes = functools.lru_cache(maxsize=256)(host_read_bytes)
+
+
 def startup_failure_threshold(valid: ValidSpec) -> int:
     """Startup probe failures allowed: the base budget plus the time to read the checkpoint bytes the
     busiest host of the group reads (the sharding plan's per-host read bytes, which the loader reads),
     and with `checkpoint.verify` the whole checkpoint once more (its sha256 digests)."""
-    per_host = max_host_read_bytes(valid.model, valid.mesh, valid.spec.topology.hosts_per_replica)
+    per_host = _max_host_read_bytes(valid.model, valid.mesh, valid.spec.topology.hosts_per_replica)
     if valid.spec.model.checkpoint.verify:  # every host hashes every whole file before loading
-        per_host += host_read_bytes(valid.model, valid.mesh, 1, 0)  # one host of one: all of it
+        per_host += _host_read_bytes(valid.model, valid.mesh, 1, 0)  # one host of one: all of it
     budget = STARTUP_BASE_SECONDS + per_host / STARTUP_READ_BYTES_PER_SECOND
     return math.ceil(budget / STARTUP_PERIOD_SECONDS)
 

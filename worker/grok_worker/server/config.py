@@ -17,8 +17,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from grok_worker.contract import Env, GroupEnv, MeshSpec, WorkerConfig
-from grok_worker.engine.api import default_buckets
+from grok_worker.contract import (
+    Env,
+    GroupEnv,
+    MeshSpec,
+    WorkerConfig,
+    default_buckets,
+    prefill_bucket_problem,
+)
+from grok_worker.contract_version import ContractVersionError, accepted_fields
 
 
 class ConfigError(ValueError):
@@ -85,10 +92,13 @@ def load_worker_config(args: argparse.Namespace, environ: dict[str, str] | None 
             raise ConfigError(f"{source}: config file {path} does not exist")
         try:
             WorkerConfig.from_file(path)  # errors name the file's own fields
-            # Keep only what the file sets, so "explicitly set" stays visible (model_fields_set).
-            data = json.loads(Path(path).read_text())
+            # Keep only what the file sets, so "explicitly set" stays visible (model_fields_set);
+            # a newer operator's fields this worker does not know are dropped (contract_version.py).
+            data = accepted_fields(json.loads(Path(path).read_text()))
         except ValidationError as err:
             raise ConfigError(_format_validation(f"config file {path}", err)) from None
+        except ContractVersionError as err:
+            raise ConfigError(f"config file {path}: {err}") from None
     for attr, path_ in OVERRIDES.items():
         value = getattr(args, attr, None)
         if value is not None:
@@ -109,12 +119,9 @@ def prefill_buckets(config: WorkerConfig, model_max_seq_len: int | None = None) 
     buckets = config.serving.prefill_buckets
     if not buckets:
         return default_buckets(max(1, max_len // 2))
-    if any(b <= 0 for b in buckets) or list(buckets) != sorted(set(buckets)):
-        raise ConfigError(f"serving.prefill_buckets={list(buckets)} must be positive and strictly ascending")
-    if buckets[-1] >= max_len:
-        raise ConfigError(
-            f"serving.prefill_buckets: the largest bucket {buckets[-1]} must be below serving.max_seq_len={max_len}"
-        )
+    problem = prefill_bucket_problem(buckets, max_len, "serving.prefill_buckets")
+    if problem is not None:
+        raise ConfigError(problem)
     return tuple(buckets)
 
 
