@@ -76,7 +76,7 @@ def _now_iso() -> str:
 
 def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
     """Add the operator's handlers to `registry`, bound to `state`."""
-    reconciler = Reconciler(state.api, state.limiter, state.cache.written)
+    reconciler = Reconciler(state.api, limiter=state.limiter, written=state.cache.written)
     managed = {c.LABEL_MANAGED_BY: c.MANAGED_BY}
 
     # The watch-fed cache: kopf fills these before it starts any daemon, and keeps them current.

@@ -207,7 +207,7 @@ class Reconciler:
     """Runs passes for GrokDeployments through one `KubeApi`."""
 
     def __init__(
-        self, api: KubeApi, limiter: CreateLimiter | None = None, written: Written | None = None
+        self, api: KubeApi, *, limiter: CreateLimiter | None = None, written: Written | None = None
     ) -> None:
         self.api = api
         #: Bounds group creations (ratelimit.py); None: create every new group at once.

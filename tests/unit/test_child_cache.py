@@ -110,7 +110,7 @@ def test_a_pass_fed_by_the_cache_makes_no_list_call_and_records_its_writes() -> 
     lists: list[str] = []
     api.observe = lambda namespace, name: lists.append(name) or Observed()  # type: ignore[method-assign]
     written = Written()
-    Reconciler(api, written).reconcile(
+    Reconciler(api, written=written).reconcile(
         body(api), DeploymentMemory(), now=1.0, now_iso="2026-01-01T00:00:00Z", observed=Observed()
     )
     assert lists == []
@@ -122,7 +122,7 @@ def test_reconcile_passes_run_safely_against_storms_of_watch_events() -> None:
     deletions and cache writes as fast as they can: nothing raises, every deletion is counted."""
     api = MemoryApi()
     memory = DeploymentMemory()
-    reconciler = Reconciler(api, Written())
+    reconciler = Reconciler(api, written=Written())
     lock = threading.Lock()  # MemoryApi's dict is the test's stand-in for the apiserver, not under test
     stop = threading.Event()
     errors: list[BaseException] = []
