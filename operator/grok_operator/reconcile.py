@@ -29,6 +29,7 @@ from grok_operator.observe import GroupObservation, GroupState, gated_pod_groups
 from grok_operator.planner import RolloutLimits, next_backoff, plan_groups
 from grok_operator.render import Children, Owner, endpoint, render_children, template_hash
 from grok_operator.render.common import group_name, leader_selector, render_hash, selector_string
+from grok_operator.security_children import resolve_secrets, sync_security_children
 from grok_operator.status_report import (
     ReportInputs,
     infeasible_status,
@@ -153,11 +154,15 @@ class Reconciler:
         observed = self.api.observe(owner.namespace, owner.name)
         admission = self._admission(owner.namespace, observed.pods)
         result = validate(body.get("spec") or {}, name=owner.name)
+        reason = c.Reason.INVALID_SPEC
+        if isinstance(result, ValidSpec):
+            resolved = resolve_secrets(self.api, owner.namespace, result)
+            result, reason = (resolved, reason) if isinstance(resolved, ValidSpec) else resolved.astuple()
         if not isinstance(result, ValidSpec):
             groups = _observe_groups(
                 owner, observed, set(), hosts=0, template="", memory=memory, admission=admission
             )
-            status = invalid_status(inputs, result, groups)
+            status = invalid_status(inputs, result, groups, reason)
             self._event_on_change(
                 body, status.conditions[0].reason, status.conditions[0].message, live_status
             )
@@ -204,6 +209,7 @@ class Reconciler:
             if index not in plan.keep:
                 remembered.lost.clear()  # pods of removed groups go on purpose
         children = render_children(owner, valid, list(plan.keep))
+        sync_security_children(self.api, owner, valid, plan.keep)
         self._apply_children(owner, children, observed)
 
         for index, reason in plan.recreate:

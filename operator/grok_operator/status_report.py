@@ -76,7 +76,10 @@ def _conditions(
 
 
 def invalid_status(
-    inputs: ReportInputs, problems: Sequence[SpecProblem], groups: Mapping[int, GroupObservation]
+    inputs: ReportInputs,
+    problems: Sequence[SpecProblem],
+    groups: Mapping[int, GroupObservation],
+    reason: str = Reason.INVALID_SPEC,
 ) -> GrokDeploymentStatus:
     message = "; ".join(str(p) for p in problems)
     return GrokDeploymentStatus(
@@ -84,9 +87,9 @@ def invalid_status(
         phase=Phase.INVALID,
         conditions=_conditions(
             inputs,
-            (False, Reason.INVALID_SPEC, message),
-            (False, Reason.INVALID_SPEC, "nothing is rolled out until the spec is fixed"),
-            (True, Reason.INVALID_SPEC, message),
+            (False, reason, message),
+            (False, reason, "nothing is rolled out until the spec is fixed"),
+            (True, reason, message),
         ),
         selector=inputs.selector,
         **_counters(groups),

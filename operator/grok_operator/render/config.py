@@ -8,6 +8,7 @@ template (see statefulset.py) so a config change rolls the groups.
 from __future__ import annotations
 
 from grok_operator.render.common import Obj, Owner, base_labels, config_map_name, metadata, stable_hash
+from grok_operator.render.security import security_section
 from grok_operator.validation import ValidSpec
 from grok_worker.contract import CONFIG_FILE_NAME, ModelSection, ServingSection, WorkerConfig
 
@@ -43,6 +44,7 @@ def worker_config(valid: ValidSpec) -> WorkerConfig:
             drain_grace_seconds=float(spec.serving.drain_grace_seconds),
             http_port=spec.serving.http.port if spec.serving.http.enabled else 0,
         ),
+        security=security_section(valid),
     )
 
 
