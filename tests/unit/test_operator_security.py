@@ -50,7 +50,8 @@ def test_a_missing_tls_secret_is_reported_with_the_field_and_the_fix_and_nothing
     writes = run(api, memory, serving={"tls": {"secretName": "chat-tls"}})
     assert sorted(writes) == [f"event {c.Reason.SECRET_NOT_FOUND}", "patch status"]
     ready = ready_condition(api)
-    assert ready["status"] == "False" and ready["reason"] == c.Reason.SECRET_NOT_FOUND
+    assert ready["status"] == "False"
+    assert ready["reason"] == c.Reason.SECRET_NOT_FOUND
     assert "spec.serving.tls.secretName" in ready["message"]
     assert "kubectl create secret tls chat-tls" in ready["message"]
     assert api.status["phase"] == c.Phase.INVALID
@@ -58,7 +59,8 @@ def test_a_missing_tls_secret_is_reported_with_the_field_and_the_fix_and_nothing
     add(api, secret("chat-tls", **{"tls.crt": "cert", "tls.key": "key"}))
     run(api, memory, serving={"tls": {"secretName": "chat-tls"}})
     assert ("StatefulSet", f"{NAME}-g0") in api.objects
-    assert config(api).security.tls.enabled and config(api).security.tls.client_ca_file == ""
+    assert config(api).security.tls.enabled
+    assert config(api).security.tls.client_ca_file == ""
 
 
 def test_a_ca_crt_in_the_tls_secret_turns_on_client_certificates() -> None:
@@ -75,7 +77,8 @@ def test_a_missing_or_empty_token_secret_is_reported() -> None:
     add(api, secret("chat-tokens"))
     run(api, memory, serving={"auth": {"tokenSecretName": "chat-tokens"}})
     ready = ready_condition(api)
-    assert ready["reason"] == c.Reason.INVALID_SPEC and "holds no token" in ready["message"]
+    assert ready["reason"] == c.Reason.INVALID_SPEC
+    assert "holds no token" in ready["message"]
     add(api, secret("chat-tokens", alice="t0ken"))
     run(api, memory, serving={"auth": {"tokenSecretName": "chat-tokens"}})
     assert config(api).security.tokens_dir

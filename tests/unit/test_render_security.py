@@ -82,7 +82,8 @@ def test_only_tmp_home_and_a_size_limited_dev_shm_are_writable() -> None:
     v = valid(sharedMemorySize="2Gi")
     vols = volumes(v)
     assert vols["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "2Gi"}
-    assert mounts(v)["dshm"] == "/dev/shm" and mounts(v)["tmp"] == "/tmp"
+    assert mounts(v)["dshm"] == "/dev/shm"
+    assert mounts(v)["tmp"] == "/tmp"
     container = pod(v)["containers"][0]
     home = next(e["value"] for e in container["env"] if e["name"] == "HOME")
     assert mounts(v)["home"] == home
@@ -113,9 +114,11 @@ def test_each_group_mounts_its_own_step_key_and_the_config_points_at_it() -> Non
 
 def test_without_tls_or_auth_nothing_else_is_mounted_and_the_api_is_plaintext() -> None:
     v = valid()
-    assert "tls" not in volumes(v) and "tokens" not in volumes(v)
+    assert "tls" not in volumes(v)
+    assert "tokens" not in volumes(v)
     security = worker_config(v).security
-    assert not security.tls.enabled and security.tokens_dir == ""
+    assert not security.tls.enabled
+    assert security.tokens_dir == ""
 
 
 def test_tls_mounts_cert_and_key_and_client_ca_only_when_the_secret_has_it() -> None:
@@ -138,7 +141,8 @@ def test_tls_mounts_cert_and_key_and_client_ca_only_when_the_secret_has_it() -> 
     assert worker_config(mutual).security.tls.client_ca_file == f"{TLS_MOUNT_DIR}/ca.crt"
     # Tokens: the whole Secret, no items list, so the kubelet updates the files in place.
     tokens = volumes(v)["tokens"]["secret"]
-    assert tokens["secretName"] == "chat-tokens" and "items" not in tokens
+    assert tokens["secretName"] == "chat-tokens"
+    assert "items" not in tokens
     assert mounts(v)["tokens"] == TOKENS_MOUNT_DIR
     assert config.tokens_dir == TOKENS_MOUNT_DIR
 
@@ -163,7 +167,8 @@ def test_the_network_policy_admits_coordinator_and_step_only_from_the_groups_own
     rules = _rules(policy)
     assert rules[DEFAULT_COORDINATOR_PORT] == rules[STEP_PORT] == [{"podSelector": {"matchLabels": group}}]
     assert rules[DEFAULT_HEALTH_PORT] is None  # kubelet probes come from the node
-    assert rules[50051] is None and rules[8000] is None  # the API: anyone by default
+    assert rules[50051] is None
+    assert rules[8000] is None
     assert rules[9090] == [{"namespaceSelector": {}}]  # metrics: any namespace by default
 
 
