@@ -5,7 +5,7 @@ Data flow, inside one reconcile pass (reconcile.py):
   `get` on Secrets, never `list`), returns problems that name the field and the fix, or the
   ValidSpec with `tls_client_ca` set when the TLS Secret has ca.crt (mutual TLS).
   kept group indices ─► `sync_security_children()`:
-    - each group's step-key Secret: GET, and when absent POST it once with 32 random bytes. POST
+    - each group's step-key Secret: GET, and when absent POST it once with 32 random bytes (as hex). POST
       never overwrites (409 when it exists, even if another operator won a race), and the key is
       never rewritten afterwards: a new key under a running group would split it. Secrets of
       removed groups stay until the GrokDeployment goes (owner reference; no `delete` grant).
@@ -38,7 +38,7 @@ from grok_operator.render.security import (
 from grok_operator.validation import SpecProblem, ValidSpec
 from grok_worker.contract import DEFAULT_COORDINATOR_PORT, DEFAULT_HEALTH_PORT, GROUP_SECRET_KEY
 
-#: Bytes of a group's step-channel key.
+#: Random bytes in a group's step-channel key (stored as twice as many hex digits).
 GROUP_KEY_BYTES = 32
 #: Ports every worker pod uses besides the spec's own: they cannot be given to the APIs.
 RESERVED_PORTS = {
@@ -131,17 +131,17 @@ def _ensure_group_secret(api: KubeApi, owner: Owner, index: int) -> None:
     name = group_secret_name(owner.name, index)
     live = api.get("Secret", owner.namespace, name)
     if live is None:
-        api.create(group_secret(owner, index, secrets.token_bytes(GROUP_KEY_BYTES)))
+        api.create(group_secret(owner, index, secrets.token_hex(GROUP_KEY_BYTES)))
         return
     owned = any(ref.get("uid") == owner.uid for ref in live["metadata"].get("ownerReferences") or [])
     raw = (live.get("data") or {}).get(GROUP_SECRET_KEY, "")
-    if not owned or len(base64.b64decode(raw)) < GROUP_KEY_BYTES:
+    if not owned or len(base64.b64decode(raw).strip()) < 2 * GROUP_KEY_BYTES:
         raise ApiError(
             "GET",
             f"secrets/{name}",
             409,
             f"Secret {owner.namespace}/{name} is not this GrokDeployment's step key (not owned by it, "
-            f"or no {GROUP_KEY_BYTES}-byte {GROUP_SECRET_KEY}); delete it and the operator creates a new one",
+            f"or no {2 * GROUP_KEY_BYTES}-digit {GROUP_SECRET_KEY}); delete it and the operator creates a new one",
         )
 
 

@@ -36,7 +36,7 @@ def test_each_group_gets_a_random_step_key_once_and_it_is_never_rewritten() -> N
     api, memory = MemoryApi(), DeploymentMemory()
     run(api, memory)
     keys = {i: api.objects[("Secret", f"{NAME}-g{i}-step-key")]["data"]["step-key"] for i in (0, 1)}
-    assert all(len(base64.b64decode(key)) == 32 for key in keys.values())
+    assert all(len(bytes.fromhex(base64.b64decode(key).decode())) == 32 for key in keys.values())
     assert keys[0] != keys[1]
     api.run_pods()
     for _ in range(3):

@@ -139,12 +139,13 @@ def volume_mounts(valid: ValidSpec) -> list[Obj]:
     return mounts
 
 
-def group_secret(owner: Owner, index: int, key: bytes) -> Obj:
-    """Replica group `index`'s Secret with its step-channel key (created once, never rewritten)."""
+def group_secret(owner: Owner, index: int, key: str) -> Obj:
+    """Replica group `index`'s Secret with its step-channel key (created once, never rewritten).
+    The key is text (hex): the worker strips whitespace around the file's content."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": metadata(owner, group_secret_name(owner.name, index), group_labels(owner.name, index)),
         "type": "Opaque",
-        "data": {GROUP_SECRET_KEY: base64.b64encode(key).decode()},
+        "data": {GROUP_SECRET_KEY: base64.b64encode(key.encode()).decode()},
     }
