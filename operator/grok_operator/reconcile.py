@@ -29,7 +29,7 @@ from grok_operator.observe import GroupObservation, GroupState, gated_pod_groups
 from grok_operator.planner import RolloutLimits, next_backoff, plan_groups
 from grok_operator.render import Children, Owner, endpoint, render_children, template_hash
 from grok_operator.render.common import group_name, leader_selector, render_hash, selector_string
-from grok_operator.security_children import resolve_secrets, sync_security_children
+from grok_operator.security_children import SecurityChildren, resolve_secrets
 from grok_operator.status_report import (
     ReportInputs,
     infeasible_status,
@@ -130,6 +130,7 @@ class Reconciler:
 
     def __init__(self, api: KubeApi) -> None:
         self.api = api
+        self.security = SecurityChildren(api)
 
     def reconcile(
         self, body: Mapping[str, Any], memory: DeploymentMemory, *, now: float, now_iso: str
@@ -209,7 +210,7 @@ class Reconciler:
             if index not in plan.keep:
                 remembered.lost.clear()  # pods of removed groups go on purpose
         children = render_children(owner, valid, list(plan.keep))
-        sync_security_children(self.api, owner, valid, plan.keep)
+        self.security.sync(owner, valid, plan.keep, now=now)
         self._apply_children(owner, children, observed)
 
         for index, reason in plan.recreate:

@@ -4,10 +4,11 @@ Data flow, inside one reconcile pass (reconcile.py):
   ValidSpec ─► `resolve_secrets()` GETs the Secrets the spec names (by name: the chart grants
   `get` on Secrets, never `list`), returns problems that name the field and the fix, or the
   ValidSpec with `tls_client_ca` set when the TLS Secret has ca.crt (mutual TLS).
-  kept group indices ─► `sync_security_children()`:
-    - each group's step-key Secret: GET, and when absent POST it once with 32 random bytes (as hex). POST
-      never overwrites (409 when it exists, even if another operator won a race), and the key is
-      never rewritten afterwards: a new key under a running group would split it. Secrets of
+  kept group indices ─► `SecurityChildren.sync()` (at most every RECHECK_SECONDS per object, and
+  at once when the wanted policies change):
+    - each group's step-key Secret: GET, and when absent POST it once with 32 random bytes (as
+      hex). POST never overwrites (409 when it exists, even if another operator won a race), and
+      the key is never rewritten afterwards: a new key under a running group would split it. Secrets of
       removed groups stay until the GrokDeployment goes (owner reference; no `delete` grant).
     - each group's NetworkPolicy (render/networkpolicy.py): applied when its render hash differs,
       deleted when the group is gone or spec.networkPolicy.enabled is false.
@@ -25,7 +26,7 @@ from typing import Any
 
 from grok_operator import constants as c
 from grok_operator.kube import ApiError, KubeApi
-from grok_operator.render.common import Owner, render_hash, with_render_hash
+from grok_operator.render.common import Obj, Owner, render_hash, stable_hash, with_render_hash
 from grok_operator.render.networkpolicy import network_policy
 from grok_operator.render.security import (
     STEP_PORT,
@@ -40,6 +41,8 @@ from grok_worker.contract import DEFAULT_COORDINATOR_PORT, DEFAULT_HEALTH_PORT, 
 
 #: Random bytes in a group's step-channel key (stored as twice as many hex digits).
 GROUP_KEY_BYTES = 32
+#: A group's step key or a GrokDeployment's NetworkPolicies read this recently are not read again.
+RECHECK_SECONDS = 30.0
 #: Ports every worker pod uses besides the spec's own: they cannot be given to the APIs.
 RESERVED_PORTS = {
     DEFAULT_HEALTH_PORT: "the plaintext health port",
@@ -145,15 +148,14 @@ def _ensure_group_secret(api: KubeApi, owner: Owner, index: int) -> None:
         )
 
 
-def _sync_network_policies(api: KubeApi, owner: Owner, valid: ValidSpec, groups: Iterable[int]) -> None:
-    wanted = (
-        {
-            p["metadata"]["name"]: p
-            for p in (with_render_hash(network_policy(owner, valid, i)) for i in groups)
-        }
-        if valid.spec.network_policy.enabled
-        else {}
-    )
+def _wanted_policies(owner: Owner, valid: ValidSpec, groups: Iterable[int]) -> dict[str, Obj]:
+    if not valid.spec.network_policy.enabled:
+        return {}
+    policies = (with_render_hash(network_policy(owner, valid, i)) for i in groups)
+    return {p["metadata"]["name"]: p for p in policies}
+
+
+def _sync_network_policies(api: KubeApi, owner: Owner, wanted: Mapping[str, Obj]) -> None:
     live = {
         p["metadata"]["name"]: p
         for p in api.list("NetworkPolicy", owner.namespace, f"{c.LABEL_DEPLOYMENT}={owner.name}")
@@ -167,9 +169,33 @@ def _sync_network_policies(api: KubeApi, owner: Owner, valid: ValidSpec, groups:
             api.delete("NetworkPolicy", owner.namespace, name, uid=obj["metadata"].get("uid"))
 
 
-def sync_security_children(api: KubeApi, owner: Owner, valid: ValidSpec, groups: Iterable[int]) -> None:
-    """Before the groups' StatefulSets are applied: their step keys exist, their policies match."""
-    kept = sorted(groups)
-    for index in kept:
-        _ensure_group_secret(api, owner, index)
-    _sync_network_policies(api, owner, valid, kept)
+class SecurityChildren:
+    """Keeps each group's step key and NetworkPolicy in place, reading them at most every
+    `RECHECK_SECONDS` (a burst of pod events makes many passes in a second; each would otherwise
+    re-read them all), and at once when the wanted policies change."""
+
+    def __init__(self, api: KubeApi) -> None:
+        self.api = api
+        self._checked: dict[tuple[str, str, str], float] = {}
+
+    def _due(self, key: tuple[str, str, str], now: float) -> bool:
+        return now - self._checked.get(key, float("-inf")) >= RECHECK_SECONDS
+
+    def sync(self, owner: Owner, valid: ValidSpec, groups: Iterable[int], *, now: float) -> None:
+        """Before the groups' StatefulSets are applied: their step keys exist, their policies match."""
+        self._checked = {k: t for k, t in self._checked.items() if now - t < RECHECK_SECONDS}
+        kept = sorted(groups)
+        for index in kept:
+            key = ("Secret", owner.uid, group_secret_name(owner.name, index))
+            if self._due(key, now):
+                _ensure_group_secret(self.api, owner, index)
+                self._checked[key] = now
+        wanted = _wanted_policies(owner, valid, kept)
+        key = (
+            "NetworkPolicy",
+            owner.uid,
+            stable_hash(sorted((n, render_hash(p)) for n, p in wanted.items())),
+        )
+        if self._due(key, now):
+            _sync_network_policies(self.api, owner, wanted)
+            self._checked[key] = now

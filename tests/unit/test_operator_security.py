@@ -7,10 +7,11 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from test_operator_reconcile import NAME, MemoryApi, run
+from test_operator_reconcile import NAME, MemoryApi, body, run
 
 from grok_operator import constants as c
-from grok_operator.reconcile import DeploymentMemory
+from grok_operator.reconcile import DeploymentMemory, Reconciler
+from grok_operator.security_children import RECHECK_SECONDS
 from grok_worker.contract import CONFIG_FILE_NAME, WorkerConfig
 
 
@@ -101,3 +102,44 @@ def test_a_port_the_pod_reserves_cannot_be_given_to_the_api() -> None:
     ready = ready_condition(api)
     assert ready["reason"] == c.Reason.INVALID_SPEC
     assert "spec.serving.port: 8081 is the plaintext health port" in ready["message"]
+
+
+class CountingApi(MemoryApi):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.reads.append(f"get {kind} {name}")
+        return super().get(kind, namespace, name)
+
+    def list(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        self.reads.append(f"list {kind}")
+        return super().list(kind, namespace, label_selector)
+
+
+def test_step_keys_and_policies_are_reread_only_every_recheck_interval_and_restored_then() -> None:
+    api, memory = CountingApi(), DeploymentMemory()
+    reconciler = Reconciler(api)
+
+    def at(now: float, **spec: Any) -> list[str]:
+        api.reads.clear()
+        reconciler.reconcile(body(api, **spec), memory, now=now, now_iso="2026-01-01T00:01:00Z")
+        return [r for r in api.reads if "Secret" in r or "NetworkPolicy" in r]
+
+    assert at(100.0) == [
+        f"get Secret {NAME}-g0-step-key",
+        f"get Secret {NAME}-g1-step-key",
+        "list NetworkPolicy",
+    ]
+    key = api.objects[("Secret", f"{NAME}-g0-step-key")]
+    del api.objects[("Secret", f"{NAME}-g0-step-key")]
+    del api.objects[("NetworkPolicy", f"{NAME}-g1")]
+    assert at(100.0 + RECHECK_SECONDS / 2) == []  # an event burst: nothing read again
+    assert at(100.0 + RECHECK_SECONDS / 2, replicas=3) == [
+        f"get Secret {NAME}-g2-step-key",
+        "list NetworkPolicy",
+    ]
+    assert ("NetworkPolicy", f"{NAME}-g1") in api.objects  # the wanted set changed: synced at once
+    assert at(100.0 + RECHECK_SECONDS, replicas=3)  # due again: the lost key is made anew
+    assert api.objects[("Secret", f"{NAME}-g0-step-key")]["data"] != key["data"]
