@@ -44,8 +44,8 @@ def _format_validation(source: str, err: ValidationError) -> str:
     return f"{source}: " + "; ".join(problems)
 
 
-#: flag attribute -> (section, field) of WorkerConfig it overrides
-OVERRIDES: dict[str, tuple[str, str]] = {
+#: flag attribute -> path of the WorkerConfig field it overrides (section, [subsection,] field)
+OVERRIDES: dict[str, tuple[str, ...]] = {
     "preset": ("model", "preset"),
     "checkpoint": ("model", "checkpoint_path"),
     "tokenizer": ("model", "tokenizer_path"),
@@ -59,7 +59,20 @@ OVERRIDES: dict[str, tuple[str, str]] = {
     "max_queue": ("serving", "max_queue"),
     "drain_grace": ("serving", "drain_grace_seconds"),
     "prefill_buckets": ("serving", "prefill_buckets"),
+    "tls_cert": ("security", "tls", "cert_file"),
+    "tls_key": ("security", "tls", "key_file"),
+    "tls_client_ca": ("security", "tls", "client_ca_file"),
+    "tokens_dir": ("security", "tokens_dir"),
+    "group_secret_file": ("security", "group_secret_file"),
+    "bind": ("security", "bind_address"),
+    "health_port": ("security", "health_port"),
 }
+
+
+def _set(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for key in path[:-1]:
+        data = data.setdefault(key, {})
+    data[path[-1]] = value
 
 
 def load_worker_config(args: argparse.Namespace, environ: dict[str, str] | None = None) -> WorkerConfig:
@@ -76,10 +89,10 @@ def load_worker_config(args: argparse.Namespace, environ: dict[str, str] | None 
             data = json.loads(Path(path).read_text())
         except ValidationError as err:
             raise ConfigError(_format_validation(f"config file {path}", err)) from None
-    for attr, (section, field) in OVERRIDES.items():
+    for attr, path_ in OVERRIDES.items():
         value = getattr(args, attr, None)
         if value is not None:
-            data.setdefault(section, {})[field] = value
+            _set(data, path_, value)
     try:
         return WorkerConfig.model_validate(data)
     except ValidationError as err:
