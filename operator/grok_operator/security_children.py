@@ -172,30 +172,30 @@ def _sync_network_policies(api: KubeApi, owner: Owner, wanted: Mapping[str, Obj]
 class SecurityChildren:
     """Keeps each group's step key and NetworkPolicy in place, reading them at most every
     `RECHECK_SECONDS` (a burst of pod events makes many passes in a second; each would otherwise
-    re-read them all), and at once when the wanted policies change."""
+    re-read them all), and at once when the wanted policies differ from the last ones synced."""
 
     def __init__(self, api: KubeApi) -> None:
         self.api = api
-        self._checked: dict[tuple[str, str, str], float] = {}
-
-    def _due(self, key: tuple[str, str, str], now: float) -> bool:
-        return now - self._checked.get(key, float("-inf")) >= RECHECK_SECONDS
+        #: step-key Secret (owner uid, name) -> when it was last seen in place
+        self._keys_checked: dict[tuple[str, str], float] = {}
+        #: owner uid -> (fingerprint of the policies last synced, when)
+        self._policies_synced: dict[str, tuple[str, float]] = {}
 
     def sync(self, owner: Owner, valid: ValidSpec, groups: Iterable[int], *, now: float) -> None:
         """Before the groups' StatefulSets are applied: their step keys exist, their policies match."""
-        self._checked = {k: t for k, t in self._checked.items() if now - t < RECHECK_SECONDS}
+        self._keys_checked = {k: t for k, t in self._keys_checked.items() if now - t < RECHECK_SECONDS}
+        self._policies_synced = {
+            k: v for k, v in self._policies_synced.items() if now - v[1] < RECHECK_SECONDS
+        }
         kept = sorted(groups)
         for index in kept:
-            key = ("Secret", owner.uid, group_secret_name(owner.name, index))
-            if self._due(key, now):
+            key = (owner.uid, group_secret_name(owner.name, index))
+            if key not in self._keys_checked:
                 _ensure_group_secret(self.api, owner, index)
-                self._checked[key] = now
+                self._keys_checked[key] = now
         wanted = _wanted_policies(owner, valid, kept)
-        key = (
-            "NetworkPolicy",
-            owner.uid,
-            stable_hash(sorted((n, render_hash(p)) for n, p in wanted.items())),
-        )
-        if self._due(key, now):
+        fingerprint = stable_hash(sorted((name, render_hash(p)) for name, p in wanted.items()))
+        synced = self._policies_synced.get(owner.uid)
+        if synced is None or synced[0] != fingerprint:
             _sync_network_policies(self.api, owner, wanted)
-            self._checked[key] = now
+            self._policies_synced[owner.uid] = (fingerprint, now)

@@ -141,5 +141,8 @@ def test_step_keys_and_policies_are_reread_only_every_recheck_interval_and_resto
         "list NetworkPolicy",
     ]
     assert ("NetworkPolicy", f"{NAME}-g1") in api.objects  # the wanted set changed: synced at once
+    # Back to the first wanted set within the interval: synced at once all the same.
+    assert at(100.0 + RECHECK_SECONDS / 2 + 1) == ["list NetworkPolicy"]
+    assert ("NetworkPolicy", f"{NAME}-g2") not in api.objects
     assert at(100.0 + RECHECK_SECONDS, replicas=3)  # due again: the lost key is made anew
     assert api.objects[("Secret", f"{NAME}-g0-step-key")]["data"] != key["data"]
