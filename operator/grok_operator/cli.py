@@ -1,7 +1,7 @@
 """`grok-operator`: run the operator, or print the GrokDeployment CRD.
 
 grok-operator run [--namespace NS ... | --all-namespaces] [--peering NAME | --standalone]
-                  [--log-level LEVEL] [--log-format plain|json] [--liveness URL]
+                  [--priority N|random] [--peering-lifetime SECONDS] [--log-level LEVEL] [--log-format plain|json] [--liveness URL]
 grok-operator crd            # the generated CRD YAML (what the chart ships)
 """
 
@@ -11,13 +11,14 @@ import argparse
 import asyncio
 import json
 import logging
+import secrets
 import signal
 import sys
 from collections.abc import Sequence
 
 from grok_operator.crd import render_crd_yaml
 from grok_operator.ratelimit import CreateLimits
-from grok_operator.runtime import OperatorConfig, serve
+from grok_operator.runtime import PEERING_LIFETIME_SECONDS, OperatorConfig, serve
 
 
 class JsonFormatter(logging.Formatter):
@@ -53,6 +54,17 @@ class PlainFormatter(logging.Formatter):
         return line
 
 
+def _priority(text: str) -> int:
+    """An integer, or "random": 1 .. 2**31-1 from the OS's random source, so two replicas of one
+    Deployment (the same arguments) still differ, and one of them acts."""
+    if text == "random":
+        return secrets.randbelow(2**31 - 1) + 1
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither an integer nor 'random'") from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grok-operator", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -69,7 +81,21 @@ def _parser() -> argparse.ArgumentParser:
     peer = run.add_mutually_exclusive_group()
     peer.add_argument("--peering", metavar="NAME", help="KopfPeering object shared by operator replicas")
     peer.add_argument("--standalone", action="store_true", help="no peering (the default)")
-    run.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
+    run.add_argument(
+        "--priority",
+        type=_priority,
+        default=0,
+        metavar="N|random",
+        help="peering priority of this replica; 'random' picks a distinct one per process (the chart's "
+        "choice: kopf pauses every operator when two share the highest priority)",
+    )
+    run.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=PEERING_LIFETIME_SECONDS,
+        metavar="SECONDS",
+        help="a peer silent this long is presumed dead and a standby takes over",
+    )
     run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
     run.add_argument("--context", help="kubeconfig context")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -126,6 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     _configure_logging(args.log_level, args.log_format)
+    if args.peering:
+        logging.getLogger(__name__).info(
+            "peering %r with priority %d, lifetime %d s", args.peering, args.priority, args.peering_lifetime
+        )
     config = OperatorConfig(
         namespaces=tuple(args.namespace),
         all_namespaces=args.all_namespaces,
@@ -133,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         context=args.context,
         peering=args.peering,
         priority=args.priority,
+        peering_lifetime=args.peering_lifetime,
         resync_seconds=args.resync_seconds,
         liveness_endpoint=args.liveness or None,
         workers=args.workers,

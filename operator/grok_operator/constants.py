@@ -89,6 +89,9 @@ class Reason:
 
     #: The spec cannot be served as written; the message names the field and the fix.
     INVALID_SPEC: Final = "InvalidSpec"
+    #: A Secret the spec names (serving.tls.secretName, serving.auth.tokenSecretName) does not
+    #: exist; the message names the field and the kubectl command that creates it.
+    SECRET_NOT_FOUND: Final = "SecretNotFound"
     #: Weights + KV cache + headroom do not fit the GPUs' memory; the message carries the numbers.
     INSUFFICIENT_DEVICE_MEMORY: Final = "InsufficientDeviceMemory"
     #: The scheduler cannot place a pod (not enough GPUs, taints, selectors); carries its message.

@@ -35,6 +35,8 @@ _PATHS = {
     "Service": "/api/v1/namespaces/{ns}/services",
     "Pod": "/api/v1/namespaces/{ns}/pods",
     "Event": "/api/v1/namespaces/{ns}/events",
+    "Secret": "/api/v1/namespaces/{ns}/secrets",
+    "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
     "StatefulSet": "/apis/apps/v1/namespaces/{ns}/statefulsets",
     c.KIND: f"/apis/{c.API_VERSION}/namespaces/{{ns}}/{c.PLURAL}",
     "Workload": f"/apis/{c.KUEUE_API_VERSION}/namespaces/{{ns}}/workloads",
@@ -146,7 +148,9 @@ class KubeApi:
             with self._lock:
                 self.write_counts[f"{verb} {kind}"] += 1
                 self.namespace_writes[namespace] += 1
-                self.recent_writes.append(f"{verb} {kind} {path}: {json.dumps(kwargs.get('body'))[:800]}")
+                # A Secret's body is a key: never kept, not even for a failure message.
+                body = "(secret data)" if kind == "Secret" else json.dumps(kwargs.get("body"))[:800]
+                self.recent_writes.append(f"{verb} {kind} {path}: {body}")
 
     # ---- reads -------------------------------------------------------------------------------
     def list(self, kind: str, namespace: str, label_selector: str) -> list[Obj]:
@@ -173,7 +177,8 @@ class KubeApi:
         )
 
     def get(self, kind: str, namespace: str, name: str) -> Obj | None:
-        """One object by name, None when it (or its kind, or its namespace) is gone."""
+        """One object by name, None when it (or its kind, or its namespace) is gone. Secrets are
+        only ever read this way: RBAC grants get on them, not list."""
         try:
             return self._request("GET", f"{_PATHS[kind].format(ns=namespace)}/{name}")
         except ApiError as err:
@@ -201,6 +206,19 @@ class KubeApi:
             raise
 
     # ---- writes ------------------------------------------------------------------------------
+    def create(self, obj: Obj) -> bool:
+        """Create `obj` unless an object of its name exists (then False, and nothing is changed)."""
+        meta = obj["metadata"]
+        try:
+            self._write(
+                "create", obj["kind"], "POST", _PATHS[obj["kind"]].format(ns=meta["namespace"]), body=obj
+            )
+        except ApiError as err:
+            if err.status == 409:
+                return False
+            raise
+        return True
+
     def apply(self, obj: Obj) -> Obj:
         """Server-side apply `obj` under the operator's field manager (create or update)."""
         meta = obj["metadata"]

@@ -10,6 +10,7 @@ are only read or serialized, never changed.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Mapping
@@ -34,11 +35,12 @@ def validated(key: str, name: str) -> ValidSpec | tuple[SpecProblem, ...]:
     return result if isinstance(result, ValidSpec) else tuple(result)
 
 
-def _valid(key: str, name: str) -> ValidSpec:
+def _valid(key: str, name: str, tls_client_ca: bool = False) -> ValidSpec:
+    """The validated spec, with what the pass read from the TLS Secret (whether it has ca.crt)."""
     result = validated(key, name)
     if not isinstance(result, ValidSpec):
         raise ValueError(f"spec of {name} is not valid: {result}")
-    return result
+    return dataclasses.replace(result, tls_client_ca=True) if tls_client_ca else result
 
 
 @functools.lru_cache(maxsize=ENTRIES)
@@ -56,10 +58,10 @@ def capacity(key: str, name: str) -> MemoryPlan:
 
 
 @functools.lru_cache(maxsize=ENTRIES)
-def template(owner: Owner, key: str) -> str:
-    return template_hash(owner, _valid(key, owner.name))
+def template(owner: Owner, key: str, tls_client_ca: bool = False) -> str:
+    return template_hash(owner, _valid(key, owner.name, tls_client_ca))
 
 
 @functools.lru_cache(maxsize=ENTRIES)
-def children(owner: Owner, key: str, keep: tuple[int, ...]) -> Children:
-    return render_children(owner, _valid(key, owner.name), list(keep))
+def children(owner: Owner, key: str, keep: tuple[int, ...], tls_client_ca: bool = False) -> Children:
+    return render_children(owner, _valid(key, owner.name, tls_client_ca), list(keep))

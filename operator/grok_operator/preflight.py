@@ -19,6 +19,7 @@ from typing import Any
 
 from grok_operator.api import GrokDeploymentSpec
 from grok_worker.contract import DEFAULT_COORDINATOR_PORT, DEFAULT_HEALTH_PORT
+from grok_worker.contract import DEFAULT_STEP_PORT as STEP_PORT
 
 Problem = tuple[str, str]
 
@@ -26,8 +27,6 @@ Problem = tuple[str, str]
 #: index < the replicas maximum, so at most 5 more characters) and pods <name>-g<index>-<host>; the
 #: controller-revision-hash label (<statefulset>-<10 characters>) must stay within 63 characters.
 MAX_NAME_LENGTH = 40
-#: The worker's step-broadcast port: the coordinator port + 1 (grok_worker.server.main).
-STEP_PORT = DEFAULT_COORDINATOR_PORT + 1
 
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

@@ -23,7 +23,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,7 @@ from grok_operator.refusals import (
 from grok_operator.render import Children, Owner, endpoint
 from grok_operator.render.common import group_name, leader_selector, render_hash, selector_string
 from grok_operator.restart_policy import AFTER_START, restart_rule
+from grok_operator.security_children import SecurityChildren, resolve_secrets
 from grok_operator.shortages import Shortage, cluster_shortage
 from grok_operator.status_report import (
     ReportInputs,
@@ -214,6 +215,7 @@ class Reconciler:
         self.limiter = limiter
         #: Where applies and deletes are recorded for the watch-fed cache (None: no cache).
         self.written = written
+        self.security = SecurityChildren(api)
 
     def reconcile(
         self,
@@ -247,13 +249,17 @@ class Reconciler:
             observed = self.api.observe(owner.namespace, owner.name)
         admission = self._admission(owner.namespace, observed.pods)
         key = pass_cache.spec_key(body.get("spec") or {})
-        result = pass_cache.validated(key, owner.name)
+        result: ValidSpec | Sequence[SpecProblem] = pass_cache.validated(key, owner.name)
+        reason = c.Reason.INVALID_SPEC
+        if isinstance(result, ValidSpec):
+            resolved = resolve_secrets(self.api, owner.namespace, result)
+            result, reason = (resolved, reason) if isinstance(resolved, ValidSpec) else resolved.astuple()
         if not isinstance(result, ValidSpec):
             groups = _observe_groups(
                 owner, observed, set(), hosts=0, template="", memory=memory, admission=admission
             )
             kept = dataclasses.replace(inputs, endpoint=str(live_status.get("endpoint") or ""))
-            status = invalid_status(kept, result, groups)
+            status = invalid_status(kept, result, groups, reason=reason)
             self._event_on_change(
                 body, status.conditions[0].reason, status.conditions[0].message, live_status
             )
@@ -263,7 +269,7 @@ class Reconciler:
         valid = result
         spec = valid.spec
         capacity = pass_cache.capacity(key, owner.name)
-        template = pass_cache.template(owner, key)
+        template = pass_cache.template(owner, key, valid.tls_client_ca)
         self._delete_leftovers(owner, observed, memory)
         groups = _observe_groups(
             owner,
@@ -297,7 +303,10 @@ class Reconciler:
             if index not in plan.keep:
                 remembered.lost.clear()  # pods of removed groups go on purpose
         deferred = self._deferred_creations(owner, plan.keep, groups)
-        children = pass_cache.children(owner, key, tuple(i for i in plan.keep if i not in deferred))
+        children = pass_cache.children(
+            owner, key, tuple(i for i in plan.keep if i not in deferred), valid.tls_client_ca
+        )
+        self.security.sync(owner, valid, plan.keep, now=now)
         remembered_refusal = memory.refusal
         if (
             remembered_refusal is None

@@ -23,6 +23,10 @@ from grok_operator.handlers import OperatorState, register
 from grok_operator.kube import KubeApi, load_configuration
 from grok_operator.ratelimit import CreateLimiter, CreateLimits
 
+#: Seconds after its last keep-alive that a peer counts as dead: a standby takes over this long after
+#: the active operator stops (kopf's default is 60; each replica then writes its keep-alive every 5-10 s).
+PEERING_LIFETIME_SECONDS = 15
+
 
 @dataclass(frozen=True)
 class OperatorConfig:
@@ -34,7 +38,9 @@ class OperatorConfig:
     context: str | None = None
     #: None: standalone (no peering); else the KopfPeering object shared by operator replicas.
     peering: str | None = None
+    #: kopf pauses every operator when peers share the highest priority: replicas need distinct ones.
     priority: int = 0
+    peering_lifetime: int = PEERING_LIFETIME_SECONDS
     resync_seconds: float = 30.0
     liveness_endpoint: str | None = None
     #: Worker threads running reconcile passes (Kubernetes calls block; a pass is mostly waiting
@@ -92,6 +98,7 @@ def build(config: OperatorConfig) -> tuple[kopf.OperatorRegistry, kopf.OperatorS
         settings.peering.name = config.peering
         settings.peering.mandatory = True
         settings.peering.priority = config.priority
+        settings.peering.lifetime = config.peering_lifetime
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
     for dotted, value in config.extra_settings.items():

@@ -44,6 +44,9 @@ class ValidSpec:
     model: ModelConfig
     mesh: MeshSpec
     device_memory_bytes: int
+    #: The TLS Secret has ca.crt, so clients must present certificates (set by secret_refs.py,
+    #: which reads the Secret; validation itself never calls the API).
+    tls_client_ca: bool = False
 
     @property
     def max_seq_len(self) -> int:

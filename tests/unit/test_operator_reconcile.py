@@ -45,12 +45,31 @@ class MemoryApi(KubeApi):
             }
             if kind == "Pod":
                 observed.pods.append(copy.deepcopy(obj))
-            else:
+            elif kind in table:
                 table[kind][obj_name] = copy.deepcopy(obj)
         return observed
 
     def failed_creates(self, namespace: str) -> list[dict[str, Any]]:
         return []  # this API's StatefulSets always get their pods (run_pods)
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        found = self.objects.get((kind, name))
+        return copy.deepcopy(found) if found is not None else None
+
+    def list(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        key, _, value = label_selector.partition("=")
+        return [
+            copy.deepcopy(obj)
+            for (k, _), obj in self.objects.items()
+            if k == kind and obj["metadata"]["labels"].get(key) == value
+        ]
+
+    def create(self, obj: dict[str, Any]) -> bool:
+        if (obj["kind"], obj["metadata"]["name"]) in self.objects:
+            return False
+        self.apply(obj)
+        self.log[-1] = f"create {obj['kind']} {obj['metadata']['name']}"
+        return True
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         self.log.append(f"apply {obj['kind']} {obj['metadata']['name']}")
@@ -130,6 +149,10 @@ def test_a_new_deployment_creates_its_children_then_a_second_pass_writes_nothing
     api, memory = MemoryApi(), DeploymentMemory()
     first = run(api, memory)
     assert first == [
+        "create Secret chat-g0-step-key",
+        "create Secret chat-g1-step-key",
+        "apply NetworkPolicy chat-g0",
+        "apply NetworkPolicy chat-g1",
         "apply ConfigMap chat-worker-config",
         "apply Service chat",
         "apply Service chat-g0",

@@ -31,6 +31,9 @@ DEFAULT_METRICS_PORT = 9090
 DEFAULT_HTTP_PORT = 8000
 #: Port the group's leader (host 0) opens for jax.distributed's coordinator service.
 DEFAULT_COORDINATOR_PORT = 8476
+#: The leader's step-broadcast port is its coordinator port + 1 (the multi-host step channel).
+STEP_PORT_OFFSET = 1
+DEFAULT_STEP_PORT = DEFAULT_COORDINATOR_PORT + STEP_PORT_OFFSET
 #: Plaintext port that serves only grpc.health.v1 (for kubelet probes, which cannot speak TLS).
 DEFAULT_HEALTH_PORT = 8081
 

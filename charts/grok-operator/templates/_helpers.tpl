@@ -95,6 +95,9 @@ Deployment and start the operator in-process with exactly these, so what is test
 {{- end }}
 {{- if .Values.peering.enabled }}
 - --peering={{ .Values.peering.name }}
+{{- /* Distinct per pod: kopf pauses every operator when two share the highest priority. */}}
+- --priority=random
+- --peering-lifetime={{ .Values.peering.lifetimeSeconds }}
 {{- else }}
 - --standalone
 {{- end }}

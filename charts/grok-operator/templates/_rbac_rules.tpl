@@ -36,6 +36,17 @@ Keep in step with operator/grok_operator's API module; the RBAC test fails on an
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch", "delete"]
+# Secrets, by name only (no list/watch: the operator never sees other Secrets' contents in bulk):
+# get checks the Secrets spec.serving.tls/auth name and each group's step key; create makes a
+# group's step key once (a POST never overwrites). The garbage collector removes them.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "create"]
+# A NetworkPolicy per replica group (server-side apply), deleted with its group or when
+# spec.networkPolicy.enabled is false.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["list", "create", "patch", "delete"]
 # The operator's own Events (refused spec, group recreated); kopf's log-to-Event posting is off.
 # Listed: the StatefulSet controller's FailedCreate Events, while a group is short of pods (their
 # message, e.g. a missing ServiceAccount, goes into the status).

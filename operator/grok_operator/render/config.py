@@ -8,6 +8,7 @@ template (see statefulset.py) so a config change rolls the groups.
 from __future__ import annotations
 
 from grok_operator.render.common import Obj, Owner, base_labels, config_map_name, metadata, stable_hash
+from grok_operator.render.security import security_section
 from grok_operator.validation import ValidSpec, prefill_buckets
 from grok_worker.contract import CONFIG_FILE_NAME, ModelSection, ServingSection, WorkerConfig
 
@@ -44,6 +45,7 @@ def worker_config(valid: ValidSpec) -> WorkerConfig:
             http_port=spec.serving.http.port if spec.serving.http.enabled else 0,
             prefill_buckets=prefill_buckets(spec),
         ),
+        security=security_section(valid),
     )
 
 

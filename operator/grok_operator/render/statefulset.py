@@ -19,6 +19,7 @@ import math
 from typing import Any
 
 from grok_operator import constants as c
+from grok_operator.render import security
 from grok_operator.render.common import (
     Obj,
     Owner,
@@ -32,7 +33,13 @@ from grok_operator.render.common import (
 from grok_operator.render.config import CHECKPOINT_MOUNT_DIR, config_hash
 from grok_operator.render.kueue import pod_group_label, pod_group_metadata
 from grok_operator.validation import ValidSpec
-from grok_worker.contract import CONFIG_FILE_NAME, CONFIG_MOUNT_DIR, DEFAULT_COORDINATOR_PORT, Env
+from grok_worker.contract import (
+    CONFIG_FILE_NAME,
+    CONFIG_MOUNT_DIR,
+    DEFAULT_COORDINATOR_PORT,
+    DEFAULT_HEALTH_PORT,
+    Env,
+)
 from grok_worker.shard_plan import host_read_bytes, max_host_read_bytes
 
 #: Startup probe period; the failure threshold is derived from the checkpoint size.
@@ -75,6 +82,7 @@ def _env(owner: Owner, valid: ValidSpec, index: int) -> list[Obj]:
         {"name": Env.MESH, "value": valid.mesh.to_env()},
         {"name": Env.GROUP_NAME, "value": group},
         {"name": Env.POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        *security.security_env(),
     ]
     return contract + [copy.deepcopy(var) for var in valid.spec.env]
 
@@ -111,14 +119,15 @@ def _grpc_probe(port: int, period: int, failures: int) -> Obj:
 
 def _container(owner: Owner, valid: ValidSpec, index: int) -> Obj:
     spec = valid.spec
-    port = spec.serving.port
+    # Probes go to the plaintext health port: kubelet gRPC probes cannot speak TLS.
+    port = DEFAULT_HEALTH_PORT
     return {
         "name": c.WORKER_CONTAINER,
         "image": spec.image,
         "imagePullPolicy": spec.image_pull_policy,
         "command": ["grok-worker", "serve"],
         "ports": [
-            {"name": "grpc", "containerPort": port, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": spec.serving.port, "protocol": "TCP"},
             {"name": "metrics", "containerPort": spec.serving.metrics_port, "protocol": "TCP"},
             {"name": "coordinator", "containerPort": DEFAULT_COORDINATOR_PORT, "protocol": "TCP"},
             *(
@@ -126,6 +135,7 @@ def _container(owner: Owner, valid: ValidSpec, index: int) -> Obj:
                 if spec.serving.http.enabled
                 else []
             ),
+            security.health_port(),
         ],
         "env": _env(owner, valid, index),
         "resources": _resources(valid),
@@ -135,8 +145,9 @@ def _container(owner: Owner, valid: ValidSpec, index: int) -> Obj:
         "volumeMounts": [
             {"name": "worker-config", "mountPath": CONFIG_MOUNT_DIR, "readOnly": True},
             {"name": "checkpoint", "mountPath": CHECKPOINT_MOUNT_DIR, "readOnly": True},
-            {"name": "dshm", "mountPath": "/dev/shm"},
+            *security.volume_mounts(valid),
         ],
+        "securityContext": security.container_security_context(),
     }
 
 
@@ -147,8 +158,9 @@ def _unhashed_pod_template(owner: Owner, valid: ValidSpec, index: int) -> Obj:
         "volumes": [
             {"name": "worker-config", "configMap": {"name": config_map_name(owner.name)}},
             _checkpoint_volume(valid),
-            {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+            *security.volumes(owner.name, valid, index),
         ],
+        "securityContext": security.pod_security_context(valid),
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": spec.serving.drain_grace_seconds + 10,
     }

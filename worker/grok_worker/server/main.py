@@ -18,6 +18,7 @@ import logging
 import sys
 
 from grok.v1 import generation_pb2 as pb
+from grok_worker.contract import STEP_PORT_OFFSET
 from grok_worker.engine.api import Engine, ProgressFn
 from grok_worker.engine.multihost import BroadcastingEngine, StepBroadcaster, StepFollower
 from grok_worker.engine.text import Tokenizer
@@ -175,7 +176,7 @@ def _step_port(args: argparse.Namespace, config: ResolvedConfig) -> int:
     _, _, port = config.group.coordinator_address.rpartition(":")
     if not port.isdigit():
         raise ConfigError(f"GROK_COORDINATOR_ADDRESS={config.group.coordinator_address!r} must be host:port")
-    return int(port) + 1
+    return int(port) + STEP_PORT_OFFSET
 
 
 def server_options(config: ResolvedConfig, security: Security) -> ServerOptions:
