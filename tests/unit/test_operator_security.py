@@ -101,7 +101,7 @@ def test_a_port_the_pod_reserves_cannot_be_given_to_the_api() -> None:
     run(api, memory, serving={"port": 8081})
     ready = ready_condition(api)
     assert ready["reason"] == c.Reason.INVALID_SPEC
-    assert "spec.serving.port: 8081 is the plaintext health port" in ready["message"]
+    assert "spec.serving.port: port 8081 is also the health-probe port" in ready["message"]
 
 
 class CountingApi(MemoryApi):
