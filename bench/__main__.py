@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench",
         description="grok-operator benchmarks: each figure is a ratio against a limit measured in the same run.",
-        epilog=f"benchmarks:\n{listing}\n  quick       the ones marked (quick)\n  all         every one but gpu and realdemo",
+        epilog=f"benchmarks:\n{listing}\n  quick       the ones marked (quick)\n  all         every one but gpu, realdemo and fleet",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("names", nargs="+", help="quick, all, or benchmark names")

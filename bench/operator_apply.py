@@ -11,7 +11,7 @@ in-process (`grok_operator.runtime.OperatorThread`), then measures:
   time until every one reports phase Ready with its replicas ready. Goal: under 60 s.
 - API writes per minute while nothing changes: the kube-apiserver's own request counter
   (`apiserver_request_total`, write verbs on the kinds the operator writes: GrokDeployments and
-  their status, StatefulSets, Services, ConfigMaps, Pods; status subresources that other
+  their status, StatefulSets, Services, ConfigMaps, Secrets, NetworkPolicies, Pods; status subresources that other
   controllers own are left out), plus the Events the operator posted (from its own client's
   count: every controller posts Events, and the apiserver's counter cannot tell whose) over a window in which the Ready nodes and Ready GrokDeployments
   did not change (checked before and after; a window in which they did is reported and measured
@@ -44,6 +44,8 @@ OPERATOR_WRITES = frozenset(
         ("statefulsets", ""),
         ("services", ""),
         ("configmaps", ""),
+        ("secrets", ""),
+        ("networkpolicies", ""),
         ("events", ""),
         ("pods", ""),
     }

@@ -37,9 +37,12 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from grok_devcluster.cluster import DevCluster
     from grok_devcluster.handle import ClusterHandle
     from grok_devcluster.kueue import KueueRun
 
+#: The cluster runs this session started, by name (the `devcluster` fixture hands them out).
+_RUNS: dict[str, DevCluster] = {}
 # Nodes the fixture's own cluster starts with (tests that add nodes remove them again).
 DEFAULT_GPU_NODES = 4
 DEFAULT_GPUS_PER_NODE = 8
@@ -91,15 +94,26 @@ def cluster() -> Iterator[ClusterHandle]:
         devcluster = start_cluster(options, binaries={name: found.path for name, found in binaries.items()})
     except ClusterError as err:
         pytest.fail(str(err), pytrace=False)
+    _RUNS[devcluster.handle.name] = devcluster
     try:
         yield devcluster.handle
     finally:
+        _RUNS.pop(devcluster.handle.name, None)
         devcluster.stop()
         survivors = [f"{p.name} (pid {p.pid})" for p in devcluster.state.processes if is_running(p)]
         assert not survivors, f"control-plane processes survived teardown: {survivors}"
         assert not os.path.exists(devcluster.state.root), (
             f"run folder {devcluster.state.root} was not removed"
         )
+
+
+@pytest.fixture(scope="session")
+def devcluster(cluster: ClusterHandle) -> DevCluster:
+    """The session's own cluster run (its processes), for tests that kill and restart a component."""
+    run = _RUNS.get(cluster.name)
+    if run is None:
+        pytest.fail("this test restarts control-plane processes: run it against the session's own cluster")
+    return run
 
 
 @pytest.fixture

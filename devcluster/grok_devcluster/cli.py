@@ -26,6 +26,7 @@ from .cluster import ClusterError, ClusterOptions, find_cluster, start_cluster, 
 from .images import BuiltImage, ImageError
 from .kueue import KueueError
 from .nodes import GpuNodeSpec
+from .outage import restart_apiserver
 from .paths import all_run_state_dirs
 from .setup import SetupError
 from .versions import VersionsError
@@ -76,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
         sub_parser.add_argument(
             "--name", default=None if command == "status" else "default", help="cluster name"
         )
+    outage = sub.add_parser(
+        "restart-apiserver", help="kill kube-apiserver, keep it down a while, start it again (fault tests)"
+    )
+    outage.add_argument("--name", default="default", help="cluster name")
+    outage.add_argument("--down-seconds", type=float, default=20.0, help="seconds without an API server")
     return parser
 
 
@@ -166,6 +172,20 @@ def _kubeconfig(name: str) -> int:
     return 0
 
 
+def _restart_apiserver(name: str, down_seconds: float) -> int:
+    cluster = find_cluster(name)
+    if cluster is None:
+        print(
+            f"no cluster named {name!r}; start one with `grok-devcluster up --name {name}`", file=sys.stderr
+        )
+        return 1
+    ready_after = restart_apiserver(cluster, down_seconds)
+    print(
+        f"kube-apiserver of {name!r} was down {down_seconds:.0f}s, ready {ready_after:.1f}s after its restart"
+    )
+    return 0
+
+
 def _status(name: str | None) -> int:
     names = [name] if name else [path.name for path in all_run_state_dirs()]
     if not names:
@@ -206,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _down(args.name)
         if args.command == "kubeconfig":
             return _kubeconfig(args.name)
+        if args.command == "restart-apiserver":
+            return _restart_apiserver(args.name, args.down_seconds)
         return _status(args.name)
     except (BuildError, ClusterError, KueueError, VersionsError, ValueError, ImageError, SetupError) as err:
         print(f"grok-devcluster {args.command}: {err}", file=sys.stderr)

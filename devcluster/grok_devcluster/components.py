@@ -14,7 +14,8 @@ from pathlib import Path
 
 from .layout import Ports, RunLayout
 
-SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+#: A /16 (65,534 ClusterIPs), as a real cluster has: 1,000 GrokDeployments take a client Service each.
+SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/16"
 POD_CIDR = "10.244.0.1/16"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
@@ -120,6 +121,11 @@ def controller_manager_argv(binary: Path, layout: RunLayout, ports: Ports) -> li
         # kwok heartbeats from the same two cores as everything else; under a busy test run a late
         # lease renewal must not flip every fake node (and its pods) to NotReady.
         "--node-monitor-grace-period=5m",
+        # Client rate limits sized for a fleet (defaults: 20 QPS, 5 StatefulSet workers): 1,000
+        # one-pod StatefulSets mean ~3,000 requests from the StatefulSet controller alone.
+        "--kube-api-qps=200",
+        "--kube-api-burst=400",
+        "--concurrent-statefulset-syncs=20",
         "--profiling=false",
     ]
 
@@ -130,6 +136,9 @@ def scheduler_argv(binary: Path, layout: RunLayout, ports: Ports) -> list[str]:
         *_client_flags(layout),
         f"--secure-port={ports.scheduler}",
         f"--cert-dir={layout.cert_dir('kube-scheduler')}",
+        # Binding 1,000 pods at the default 50 QPS takes 20 s on its own.
+        "--kube-api-qps=200",
+        "--kube-api-burst=400",
         "--profiling=false",
     ]
 

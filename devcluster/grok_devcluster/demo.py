@@ -28,6 +28,7 @@ repository root (gitignored), or in --state-dir.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import os
@@ -429,15 +430,35 @@ def field_value(field_path: str, pod_name: str, namespace: str, labels: dict[str
         return namespace
     if field_path.startswith("metadata.labels['") and field_path.endswith("']"):
         return labels.get(field_path[len("metadata.labels['") : -2], "")
+    if field_path == "status.podIP":
+        return "127.0.0.1"  # the local worker stands in for the pod on loopback
     raise DemoError(f"the demo cannot stand in for downward-API field {field_path!r}")
 
 
+def _write_secret_volume(volume: dict[str, Any], data: dict[str, str], folder: Path) -> None:
+    """The files a Secret volume would hold (its `items`, or every key), readable by this user only."""
+    folder.mkdir(parents=True, exist_ok=True)
+    items = volume["secret"].get("items") or [{"key": key, "path": key} for key in data]
+    for item in items:
+        if item["key"] not in data:
+            raise DemoError(f"Secret {volume['secret']['secretName']} has no key {item['key']!r}")
+        target = folder / item["path"]
+        target.write_bytes(base64.b64decode(data[item["key"]]))
+        target.chmod(0o600)
+
+
 def worker_launch(
-    statefulset: dict[str, Any], configmaps: dict[str, dict[str, str]], model_dir: Path, state_dir: Path
+    statefulset: dict[str, Any],
+    configmaps: dict[str, dict[str, str]],
+    model_dir: Path,
+    state_dir: Path,
+    secrets: dict[str, dict[str, str]] | None = None,
 ) -> tuple[dict[str, str], int]:
     """Env and config file for pod 0 of a group, as the StatefulSet would give it; returns (env, port).
 
-    The checkpoint volume's mount path stands for `model_dir`; ports move to free loopback ports.
+    The checkpoint volume's mount path stands for `model_dir`; Secret volumes (`secrets`: name ->
+    base64 data, as the API returns them) and emptyDirs become folders under `state_dir`, and paths
+    in the config and the environment follow them; ports move to free loopback ports.
     """
     from grok_worker.contract import CONFIG_FILE_NAME, Env, WorkerConfig
 
@@ -460,21 +481,37 @@ def worker_launch(
     volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
     mounts = {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
     config_text = ""
-    checkpoint_mount = ""
+    #: mount path in the pod -> the local folder that stands for it
+    local_dirs: dict[str, Path] = {}
     for volume_name, mount_path in mounts.items():
         volume = volumes.get(volume_name, {})
         if "configMap" in volume:
             config_text = configmaps[volume["configMap"]["name"]][CONFIG_FILE_NAME]
         elif "hostPath" in volume or "persistentVolumeClaim" in volume:
-            checkpoint_mount = mount_path.rstrip("/")
-    if not config_text or not checkpoint_mount:
+            local_dirs[mount_path.rstrip("/")] = model_dir
+        elif "secret" in volume:
+            name = volume["secret"]["secretName"]
+            if secrets is None or name not in secrets:
+                raise DemoError(
+                    f"StatefulSet {pod_name[:-2]} mounts Secret {name}, which the demo did not find"
+                )
+            local_dirs[mount_path.rstrip("/")] = state_dir / "volumes" / volume_name
+            _write_secret_volume(volume, secrets[name], state_dir / "volumes" / volume_name)
+        elif "emptyDir" in volume and mount_path != "/dev/shm":
+            local_dirs[mount_path.rstrip("/")] = state_dir / "volumes" / volume_name
+            (state_dir / "volumes" / volume_name).mkdir(parents=True, exist_ok=True)
+    if not config_text or model_dir not in local_dirs.values():
         raise DemoError(f"StatefulSet {pod_name[:-2]} has no worker config or checkpoint volume mounted")
 
     def local(path: str) -> str:
-        return str(model_dir) + path[len(checkpoint_mount) :] if path.startswith(checkpoint_mount) else path
+        for mount_path in sorted(local_dirs, key=len, reverse=True):
+            if path == mount_path or path.startswith(mount_path + "/"):
+                return str(local_dirs[mount_path]) + path[len(mount_path) :]
+        return path
 
     config = WorkerConfig.model_validate_json(config_text)
     port = free_port()
+    security = config.security
     config = config.model_copy(
         update={
             "model": config.model.model_copy(
@@ -490,10 +527,24 @@ def worker_launch(
                     "http_port": free_port() if config.serving.http_port else 0,
                 }
             ),
+            "security": security.model_copy(
+                update={
+                    "tls": security.tls.model_copy(
+                        update={
+                            field: local(getattr(security.tls, field))
+                            for field in ("cert_file", "key_file", "client_ca_file")
+                        }
+                    ),
+                    "tokens_dir": local(security.tokens_dir),
+                    "group_secret_file": local(security.group_secret_file),
+                    "health_port": free_port() if security.health_port else 0,
+                }
+            ),
         }
     )
     config_file = state_dir / CONFIG_FILE_NAME
     config_file.write_text(config.model_dump_json(indent=2))
+    env = {name: local(value) for name, value in env.items()}
     env[Env.CONFIG_FILE] = str(config_file)
     if env.get(Env.COORDINATOR_ADDRESS):
         env[Env.COORDINATOR_ADDRESS] = f"127.0.0.1:{free_port()}"
@@ -520,7 +571,16 @@ def start_worker(
     statefulset = sorted(sts_list, key=lambda s: s["metadata"]["name"])[0]
     cms = json.loads(handle.kubectl("get", "configmaps", "-n", DEMO_NAMESPACE, "-o", "json").stdout)["items"]
     configmaps = {cm["metadata"]["name"]: cm.get("data", {}) for cm in cms}
-    env, port = worker_launch(statefulset, configmaps, model_dir, Path(state.state_dir))
+    secret_names = {
+        v["secret"]["secretName"] for v in statefulset["spec"]["template"]["spec"]["volumes"] if "secret" in v
+    }
+    secrets = {
+        name: json.loads(
+            handle.kubectl("get", "secret", name, "-n", DEMO_NAMESPACE, "-o", "json").stdout
+        ).get("data", {})
+        for name in sorted(secret_names)
+    }
+    env, port = worker_launch(statefulset, configmaps, model_dir, Path(state.state_dir), secrets)
     say(
         f"    StatefulSet {statefulset['metadata']['name']}: env "
         + ", ".join(f"{k}={v}" for k, v in sorted(env.items()))

@@ -1,7 +1,7 @@
 """`grok-operator`: run the operator, or print the GrokDeployment CRD.
 
 grok-operator run [--namespace NS ... | --all-namespaces] [--peering NAME | --standalone]
-                  [--log-level LEVEL] [--log-format plain|json] [--liveness URL]
+                  [--priority N|random] [--peering-lifetime SECONDS] [--log-level LEVEL] [--log-format plain|json] [--liveness URL]
 grok-operator crd            # the generated CRD YAML (what the chart ships)
 """
 
@@ -11,12 +11,14 @@ import argparse
 import asyncio
 import json
 import logging
+import secrets
 import signal
 import sys
 from collections.abc import Sequence
 
 from grok_operator.crd import render_crd_yaml
-from grok_operator.runtime import OperatorConfig, serve
+from grok_operator.ratelimit import CreateLimits
+from grok_operator.runtime import PEERING_LIFETIME_SECONDS, OperatorConfig, serve
 
 
 class JsonFormatter(logging.Formatter):
@@ -37,6 +39,32 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class PlainFormatter(logging.Formatter):
+    """One line per record, naming the object it is about (kopf's `k8s_ref`) when there is one."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        ref = getattr(record, "k8s_ref", None)
+        if isinstance(ref, dict) and ref.get("name"):
+            where = f"{ref['namespace']}/{ref['name']}" if ref.get("namespace") else str(ref["name"])
+            line = f"{line} [{ref.get('kind', 'object')} {where}]" if where not in line else line
+        return line
+
+
+def _priority(text: str) -> int:
+    """An integer, or "random": 1 .. 2**31-1 from the OS's random source, so two replicas of one
+    Deployment (the same arguments) still differ, and one of them acts."""
+    if text == "random":
+        return secrets.randbelow(2**31 - 1) + 1
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither an integer nor 'random'") from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grok-operator", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -53,7 +81,21 @@ def _parser() -> argparse.ArgumentParser:
     peer = run.add_mutually_exclusive_group()
     peer.add_argument("--peering", metavar="NAME", help="KopfPeering object shared by operator replicas")
     peer.add_argument("--standalone", action="store_true", help="no peering (the default)")
-    run.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
+    run.add_argument(
+        "--priority",
+        type=_priority,
+        default=0,
+        metavar="N|random",
+        help="peering priority of this replica; 'random' picks a distinct one per process (the chart's "
+        "choice: kopf pauses every operator when two share the highest priority)",
+    )
+    run.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=PEERING_LIFETIME_SECONDS,
+        metavar="SECONDS",
+        help="a peer silent this long is presumed dead and a standby takes over",
+    )
     run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
     run.add_argument("--context", help="kubeconfig context")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -65,7 +107,24 @@ def _parser() -> argparse.ArgumentParser:
         help="liveness endpoint for the pod's probes ('' to disable)",
     )
     run.add_argument("--resync-seconds", type=float, default=30.0, help="re-check every object this often")
-    run.add_argument("--workers", type=int, default=8, help="threads running reconcile passes")
+    run.add_argument("--workers", type=int, default=16, help="threads running reconcile passes")
+    limits = CreateLimits()
+    run.add_argument(
+        "--create-rate", type=float, default=limits.rate, help="replica groups created per second, overall"
+    )
+    run.add_argument("--create-burst", type=int, default=limits.burst, help="groups created at once, overall")
+    run.add_argument(
+        "--deployment-create-rate",
+        type=float,
+        default=limits.per_deployment_rate,
+        help="replica groups created per second for one GrokDeployment",
+    )
+    run.add_argument(
+        "--deployment-create-burst",
+        type=int,
+        default=limits.per_deployment_burst,
+        help="groups created at once for one GrokDeployment",
+    )
     sub.add_parser("crd", help="print the GrokDeployment CustomResourceDefinition (YAML)")
     return parser
 
@@ -75,7 +134,7 @@ def _configure_logging(level: str, fmt: str) -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(PlainFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -93,6 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     _configure_logging(args.log_level, args.log_format)
+    if args.peering:
+        logging.getLogger(__name__).info(
+            "peering %r with priority %d, lifetime %d s", args.peering, args.priority, args.peering_lifetime
+        )
     config = OperatorConfig(
         namespaces=tuple(args.namespace),
         all_namespaces=args.all_namespaces,
@@ -100,9 +163,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         context=args.context,
         peering=args.peering,
         priority=args.priority,
+        peering_lifetime=args.peering_lifetime,
         resync_seconds=args.resync_seconds,
         liveness_endpoint=args.liveness or None,
         workers=args.workers,
+        create_limits=CreateLimits(
+            rate=args.create_rate,
+            burst=args.create_burst,
+            per_deployment_rate=args.deployment_create_rate,
+            per_deployment_burst=args.deployment_create_burst,
+        ),
     )
 
     async def run() -> None:

@@ -18,6 +18,8 @@ SINGULAR: Final = "grokdeployment"
 SHORT_NAMES: Final = ("grokd", "gd")
 CRD_NAME: Final = f"{PLURAL}.{GROUP}"
 
+#: kopf's finalizer on every GrokDeployment (it stops the object's loop before the object goes).
+FINALIZER: Final = f"{GROUP}/operator"
 #: The one field manager every write of the operator goes through (server-side apply).
 FIELD_MANAGER: Final = "grok-operator"
 #: Image used when a GrokDeployment names none.
@@ -87,6 +89,9 @@ class Reason:
 
     #: The spec cannot be served as written; the message names the field and the fix.
     INVALID_SPEC: Final = "InvalidSpec"
+    #: A Secret the spec names (serving.tls.secretName, serving.auth.tokenSecretName) does not
+    #: exist; the message names the field and the kubectl command that creates it.
+    SECRET_NOT_FOUND: Final = "SecretNotFound"
     #: Weights + KV cache + headroom do not fit the GPUs' memory; the message carries the numbers.
     INSUFFICIENT_DEVICE_MEMORY: Final = "InsufficientDeviceMemory"
     #: The scheduler cannot place a pod (not enough GPUs, taints, selectors); carries its message.
@@ -107,6 +112,12 @@ class Reason:
     AS_EXPECTED: Final = "AsExpected"
     #: replicas is 0: nothing to serve.
     SCALED_TO_ZERO: Final = "ScaledToZero"
+    #: The apiserver refuses a child (4xx): the message is the server's, with the field.
+    REFUSED_BY_API_SERVER: Final = "RefusedByApiServer"
+    #: The StatefulSet controller cannot create the pods (missing ServiceAccount, PriorityClass...).
+    POD_CREATION_FAILED: Final = "PodCreationFailed"
+    #: The cluster refused a child for lack of a shared resource (no free Service ClusterIP).
+    SERVICE_IPS_EXHAUSTED: Final = "ServiceIPsExhausted"
 
 
 class EventReason:
@@ -116,12 +127,15 @@ class EventReason:
     INSUFFICIENT_DEVICE_MEMORY: Final = Reason.INSUFFICIENT_DEVICE_MEMORY
     INVALID_SPEC: Final = Reason.INVALID_SPEC
     GROUP_ROLLED: Final = "GroupRolled"
-    SCALED: Final = "Scaled"
+    REFUSED_BY_API_SERVER: Final = Reason.REFUSED_BY_API_SERVER
+    #: A child changed by hand was put back to what the spec renders.
+    DRIFT_CORRECTED: Final = "DriftCorrected"
 
 
 class Phase:
     """One-word summary in `status.phase` (the PHASE printer column)."""
 
+    #: Blocked by the cluster, not by the spec: a child was refused for lack of room (shortages.py).
     PENDING: Final = "Pending"
     #: Waiting in a Kueue queue for admission.
     QUEUED: Final = "Queued"

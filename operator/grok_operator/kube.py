@@ -1,7 +1,8 @@
 """The one module that talks to the Kubernetes API.
 
-Data flow: the reconciler asks `KubeApi.observe()` for a GrokDeployment's children (four list
-calls by label), then writes through `apply()` (server-side apply under the one field manager
+Data flow: the running operator reads a GrokDeployment's children from its watch-fed cache
+(child_cache.py); `KubeApi.observe()` (four list calls by label, counted in `list_calls`) serves
+callers without one. The reconciler writes through `apply()` (server-side apply under the one field manager
 `grok-operator`), `delete()`, `patch_status()` and `post_event()`. Every write goes through
 `_write()`, which counts it: `writes` lets tests and benchmarks check that an idle operator
 writes nothing. The reconciler only calls a write when a rendered hash or the status differs.
@@ -12,6 +13,7 @@ models), so one path serves every kind, including server-side apply's content ty
 
 from __future__ import annotations
 
+import builtins
 import json
 import threading
 from collections import Counter, deque
@@ -33,6 +35,8 @@ _PATHS = {
     "Service": "/api/v1/namespaces/{ns}/services",
     "Pod": "/api/v1/namespaces/{ns}/pods",
     "Event": "/api/v1/namespaces/{ns}/events",
+    "Secret": "/api/v1/namespaces/{ns}/secrets",
+    "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
     "StatefulSet": "/apis/apps/v1/namespaces/{ns}/statefulsets",
     c.KIND: f"/apis/{c.API_VERSION}/namespaces/{{ns}}/{c.PLURAL}",
     "Workload": f"/apis/{c.KUEUE_API_VERSION}/namespaces/{{ns}}/workloads",
@@ -45,6 +49,8 @@ class ApiError(Exception):
     def __init__(self, method: str, path: str, status: int, body: str) -> None:
         super().__init__(f"{method} {path}: HTTP {status}: {body[:500]}")
         self.status = status
+        #: The apiserver's answer (a metav1.Status JSON document, usually), for refusals.py.
+        self.body = body
 
 
 @dataclass
@@ -80,13 +86,23 @@ class KubeApi:
         self._lock = threading.Lock()
         self.write_counts: Counter[str] = Counter()
         self.namespace_writes: Counter[str] = Counter()
+        #: LIST requests this client made (the operator's passes make none: they read the cache).
+        self.list_calls = 0
         #: The last writes, "verb kind path: body excerpt", for debugging and test failure messages.
         self.recent_writes: deque[str] = deque(maxlen=50)
+        #: Writes made by the calling thread: one reconcile pass runs in one thread, so a pass
+        #: counts its own writes and not those of passes for other objects running beside it.
+        self._thread = threading.local()
 
     @property
     def writes(self) -> int:
         with self._lock:
             return sum(self.write_counts.values())
+
+    @property
+    def thread_writes(self) -> int:
+        """Write requests made so far by the calling thread."""
+        return int(getattr(self.__dict__.get("_thread"), "writes", 0))
 
     def writes_in(self, namespace: str) -> int:
         """Write requests made so far for objects in `namespace`."""
@@ -128,13 +144,18 @@ class KubeApi:
             return self._request(method, path, **kwargs)
         finally:
             # Counted once answered, so a reader never sees a write counted that has not landed yet.
+            self._thread.writes = self.thread_writes + 1
             with self._lock:
                 self.write_counts[f"{verb} {kind}"] += 1
                 self.namespace_writes[namespace] += 1
-                self.recent_writes.append(f"{verb} {kind} {path}: {json.dumps(kwargs.get('body'))[:800]}")
+                # A Secret's body is a key: never kept, not even for a failure message.
+                body = "(secret data)" if kind == "Secret" else json.dumps(kwargs.get("body"))[:800]
+                self.recent_writes.append(f"{verb} {kind} {path}: {body}")
 
     # ---- reads -------------------------------------------------------------------------------
     def list(self, kind: str, namespace: str, label_selector: str) -> list[Obj]:
+        with self._lock:
+            self.list_calls += 1
         result = self._request(
             "GET", _PATHS[kind].format(ns=namespace), query={"labelSelector": label_selector}
         )
@@ -155,6 +176,26 @@ class KubeApi:
             pods=self.list("Pod", namespace, selector),
         )
 
+    def get(self, kind: str, namespace: str, name: str) -> Obj | None:
+        """One object by name, None when it (or its kind, or its namespace) is gone. Secrets are
+        only ever read this way: RBAC grants get on them, not list."""
+        try:
+            return self._request("GET", f"{_PATHS[kind].format(ns=namespace)}/{name}")
+        except ApiError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def failed_creates(self, namespace: str) -> builtins.list[Obj]:
+        """The StatefulSet controller's FailedCreate Events in `namespace` (why pods are missing)."""
+        result = self._request(
+            "GET",
+            _PATHS["Event"].format(ns=namespace),
+            query={"fieldSelector": "involvedObject.kind=StatefulSet,reason=FailedCreate"},
+        )
+        events: builtins.list[Obj] = result.get("items", [])
+        return events
+
     def workload(self, namespace: str, name: str) -> Obj | None:
         """Kueue's Workload `name` (read only while a group waits for admission), None if absent."""
         try:
@@ -165,6 +206,19 @@ class KubeApi:
             raise
 
     # ---- writes ------------------------------------------------------------------------------
+    def create(self, obj: Obj) -> bool:
+        """Create `obj` unless an object of its name exists (then False, and nothing is changed)."""
+        meta = obj["metadata"]
+        try:
+            self._write(
+                "create", obj["kind"], "POST", _PATHS[obj["kind"]].format(ns=meta["namespace"]), body=obj
+            )
+        except ApiError as err:
+            if err.status == 409:
+                return False
+            raise
+        return True
+
     def apply(self, obj: Obj) -> Obj:
         """Server-side apply `obj` under the operator's field manager (create or update)."""
         meta = obj["metadata"]
@@ -190,6 +244,29 @@ class KubeApi:
             self._write("delete", kind, "DELETE", f"{_PATHS[kind].format(ns=namespace)}/{name}", body=body)
         except ApiError as err:
             if err.status in (404, 409):
+                return False
+            raise
+        return True
+
+    def remove_finalizer(self, obj: Mapping[str, Any], finalizer: str) -> bool:
+        """Take `finalizer` off a GrokDeployment (a JSON patch that first tests it is still at its
+        index); False when it was not there or the object is gone."""
+        meta = obj["metadata"]
+        finalizers = list(meta.get("finalizers") or [])
+        if finalizer not in finalizers:
+            return False
+        at = finalizers.index(finalizer)
+        patch = [
+            {"op": "test", "path": f"/metadata/finalizers/{at}", "value": finalizer},
+            {"op": "remove", "path": f"/metadata/finalizers/{at}"},
+        ]
+        path = f"{_PATHS[c.KIND].format(ns=meta['namespace'])}/{meta['name']}"
+        try:
+            self._write(
+                "patch", c.KIND, "PATCH", path, body=patch, content_type="application/json-patch+json"
+            )
+        except ApiError as err:
+            if err.status in (404, 409, 422):
                 return False
             raise
         return True

@@ -6,7 +6,10 @@ Data flow: the I/O layer lists the StatefulSets and pods labelled with the GrokD
 planner (what to do next) and the status report (what to tell the user).
 
 All-or-nothing groups: jax.distributed cannot re-admit one lost process, so a group is FAILED
-when any of its pods restarted, failed, or disappeared while its siblings kept running. A
+when any of its pods restarted, failed, or disappeared while its siblings kept running. Which
+restarts count is the group restart policy's choice (LeaderWorkerSet's names, restart_policy.py):
+the caller passes `restart_baseline` (restarts at or below a pod's baseline do not count) or
+`ignore_restarts`. A
 disappearance is seen three ways: the watch reported the deletion (`lost_pods`, the fast path), the
 pod is still terminating, or, after an operator restart, a pod was created well after its siblings
 became ready (a replacement the StatefulSet controller made on its own).
@@ -52,6 +55,8 @@ class GroupObservation:
     #: Names of the group's pods that are not terminating (what recreating the group deletes).
     live_pods: tuple[str, ...] = ()
     live_pod_uids: tuple[str, ...] = ()
+    #: Container restarts of each live pod (same order), the baseline a restart policy keeps.
+    live_pod_restarts: tuple[int, ...] = ()
     #: The StatefulSet's render hash, to decide whether it needs a write.
     statefulset_hash: str = ""
 
@@ -86,6 +91,18 @@ class PodFacts:
     pod_group: str = ""
 
 
+#: Waiting reasons whose message names what is missing or wrong (a Secret, a ConfigMap, the image).
+_EXPLAINED_WAITING = frozenset(
+    {
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+    }
+)
+
+
 def _time(text: object) -> datetime | None:
     if not isinstance(text, str) or not text:
         return None
@@ -115,8 +132,11 @@ def pod_facts(pod: Obj) -> PodFacts:
                 f"container {container.get('name')} exited with code {terminated.get('exitCode')}"
                 f" ({terminated.get('reason', 'Error')})" + (f": {said[-600:]}" if said else "")
             )
-        reason = ((container.get("state") or {}).get("waiting") or {}).get("reason")
-        if reason:
+        waiting_state = (container.get("state") or {}).get("waiting") or {}
+        reason = waiting_state.get("reason")
+        if reason in _EXPLAINED_WAITING and waiting_state.get("message"):
+            waiting.append(f"{reason}: {str(waiting_state['message'])[:300]}")
+        elif reason:
             waiting.append(str(reason))
     return PodFacts(
         name=str(meta.get("name", "")),
@@ -150,14 +170,18 @@ def gated_pod_groups(pods: Iterable[Obj]) -> list[str]:
 REPLACEMENT_GRACE = timedelta(seconds=30)
 
 
-def _failure(live: list[PodFacts], lost: list[PodFacts]) -> tuple[str, bool] | None:
-    """Why a group is broken (message, crashed), or None when it is not."""
+def _failure(
+    live: list[PodFacts], lost: list[PodFacts], counted: Mapping[str, int] | None
+) -> tuple[str, bool] | None:
+    """Why a group is broken (message, crashed), or None when it is not. `counted`: the restarts
+    that count, by pod uid (None: all of them)."""
     for pod in live:
         if pod.phase == "Failed":
             return f"pod {pod.name} failed: {pod.last_failure or 'phase Failed'}", True
-        if pod.restarts > 0:
+        restarts = pod.restarts if counted is None else counted.get(pod.uid, 0)
+        if restarts > 0:
             detail = f": {pod.last_failure}" if pod.last_failure else ""
-            return f"pod {pod.name} restarted {pod.restarts} time(s){detail}", True
+            return f"pod {pod.name} restarted {restarts} time(s){detail}", True
     if lost and live:
         return f"pod {lost[0].name} was deleted while the rest of its group kept running", False
     ready_times = [p.ready_since for p in live if p.ready_since is not None]
@@ -178,10 +202,14 @@ def observe_group(
     deleted_uids: frozenset[str] = frozenset(),
     lost_pods: tuple[str, ...] = (),
     admission: Mapping[str, str] | None = None,
+    restart_baseline: Mapping[str, int] | None = None,
+    ignore_restarts: bool = False,
 ) -> GroupObservation:
     """Classify one group. `deleted_uids` are pods the operator itself deleted (not failures);
     `lost_pods` are pods of this group the watch saw deleted by someone else since it last formed;
     `admission` maps a Kueue pod group (Workload) name to Kueue's reason for not admitting it.
+    Container restarts count above `restart_baseline[uid]` (0 for pods not in it; None: every
+    restart counts), or not at all with `ignore_restarts`.
     With `hosts` 0 or no `template_hash` (an invalid spec), the StatefulSet's own are used."""
     if statefulset is None:
         return GroupObservation(index, name, GroupState.ABSENT)
@@ -206,6 +234,7 @@ def observe_group(
         "ready_hosts": sum(p.ready for p in live),
         "live_pods": tuple(p.name for p in live),
         "live_pod_uids": tuple(p.uid for p in live),
+        "live_pod_restarts": tuple(p.restarts for p in live),
         "statefulset_hash": sts_hash,
     }
     if (statefulset.get("metadata") or {}).get("deletionTimestamp"):
@@ -216,7 +245,12 @@ def observe_group(
         return GroupObservation(
             index, name, GroupState.RECREATING, message=f"waiting for {len(ours)} old pod(s) to go", **common
         )
-    failure = _failure(live, lost)
+    counted: dict[str, int] | None = None
+    if ignore_restarts:
+        counted = {}
+    elif restart_baseline is not None:
+        counted = {p.uid: p.restarts - restart_baseline.get(p.uid, 0) for p in live}
+    failure = _failure(live, lost, counted)
     if failure is None and lost_pods and live:
         failure = (f"pod {lost_pods[0]} was deleted while the rest of its group kept running", False)
     if failure is not None:

@@ -21,6 +21,11 @@ from kubernetes import client as k8s
 from grok_operator import constants as c
 from grok_operator.handlers import OperatorState, register
 from grok_operator.kube import KubeApi, load_configuration
+from grok_operator.ratelimit import CreateLimiter, CreateLimits
+
+#: Seconds after its last keep-alive that a peer counts as dead: a standby takes over this long after
+#: the active operator stops (kopf's default is 60; each replica then writes its keep-alive every 5-10 s).
+PEERING_LIFETIME_SECONDS = 15
 
 
 @dataclass(frozen=True)
@@ -33,11 +38,16 @@ class OperatorConfig:
     context: str | None = None
     #: None: standalone (no peering); else the KopfPeering object shared by operator replicas.
     peering: str | None = None
+    #: kopf pauses every operator when peers share the highest priority: replicas need distinct ones.
     priority: int = 0
+    peering_lifetime: int = PEERING_LIFETIME_SECONDS
     resync_seconds: float = 30.0
     liveness_endpoint: str | None = None
-    #: Worker threads running reconcile passes (Kubernetes calls block).
-    workers: int = 8
+    #: Worker threads running reconcile passes (Kubernetes calls block; a pass is mostly waiting
+    #: on the apiserver, so more threads than cores).
+    workers: int = 16
+    #: Replica-group creations per second and burst, overall and per GrokDeployment.
+    create_limits: CreateLimits = field(default_factory=CreateLimits)
     extra_settings: dict[str, Any] = field(default_factory=dict)
 
 
@@ -64,7 +74,14 @@ def connection_info(configuration: k8s.Configuration) -> kopf.ConnectionInfo:
 def build(config: OperatorConfig) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings, OperatorState]:
     """The registry, settings and shared state of one operator instance."""
     configuration = load_configuration(config.kubeconfig, config.context)
-    state = OperatorState(api=KubeApi(configuration), resync_seconds=config.resync_seconds)
+    # One HTTP connection per reconcile thread (the client's pool is 5 per CPU otherwise).
+    configuration.connection_pool_maxsize = max(config.workers, 4)
+    state = OperatorState(
+        api=KubeApi(configuration),
+        resync_seconds=config.resync_seconds,
+        limiter=CreateLimiter(config.create_limits),
+        slots=asyncio.Semaphore(config.workers),
+    )
     registry = kopf.OperatorRegistry()
     register(registry, state)
 
@@ -75,12 +92,13 @@ def build(config: OperatorConfig) -> tuple[kopf.OperatorRegistry, kopf.OperatorS
     settings = kopf.OperatorSettings()
     # Our own Events are explicit and rare; kopf must not turn every log line into an Event write.
     settings.posting.enabled = False
-    settings.persistence.finalizer = f"{c.GROUP}/operator"
+    settings.persistence.finalizer = c.FINALIZER
     settings.peering.standalone = config.peering is None
     if config.peering is not None:
         settings.peering.name = config.peering
         settings.peering.mandatory = True
         settings.peering.priority = config.priority
+        settings.peering.lifetime = config.peering_lifetime
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
     for dotted, value in config.extra_settings.items():

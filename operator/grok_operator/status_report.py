@@ -76,18 +76,25 @@ def _conditions(
 
 
 def invalid_status(
-    inputs: ReportInputs, problems: Sequence[SpecProblem], groups: Mapping[int, GroupObservation]
+    inputs: ReportInputs,
+    problems: Sequence[SpecProblem],
+    groups: Mapping[int, GroupObservation],
+    *,
+    reason: str = Reason.INVALID_SPEC,
 ) -> GrokDeploymentStatus:
+    """The spec cannot be rolled out (`reason`: InvalidSpec, or RefusedByApiServer for a child the
+    apiserver refused). Groups already running keep serving, and so keep the endpoint."""
     message = "; ".join(str(p) for p in problems)
     return GrokDeploymentStatus(
         observed_generation=inputs.generation,
         phase=Phase.INVALID,
         conditions=_conditions(
             inputs,
-            (False, Reason.INVALID_SPEC, message),
-            (False, Reason.INVALID_SPEC, "nothing is rolled out until the spec is fixed"),
-            (True, Reason.INVALID_SPEC, message),
+            (False, reason, message),
+            (False, reason, "nothing is rolled out until the spec is fixed"),
+            (True, reason, message),
         ),
+        endpoint=inputs.endpoint if any(g.available for g in groups.values()) else "",
         selector=inputs.selector,
         **_counters(groups),
     )
@@ -107,6 +114,24 @@ def infeasible_status(
             (True, Reason.INSUFFICIENT_DEVICE_MEMORY, message),
         ),
         memory_plan=memory_plan_status(plan),
+        selector=inputs.selector,
+        **_counters(groups),
+    )
+
+
+def blocked_status(
+    inputs: ReportInputs, reason: str, message: str, groups: Mapping[int, GroupObservation]
+) -> GrokDeploymentStatus:
+    """The cluster refused a child for lack of room (shortages.py): Pending until it has room."""
+    return GrokDeploymentStatus(
+        observed_generation=inputs.generation,
+        phase=Phase.PENDING,
+        conditions=_conditions(
+            inputs,
+            (False, reason, message),
+            (True, reason, "waiting for the cluster to have room"),
+            (True, reason, message),
+        ),
         selector=inputs.selector,
         **_counters(groups),
     )

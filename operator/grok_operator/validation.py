@@ -2,7 +2,8 @@
 name the field and the fix.
 
 The CRD schema already refuses what it can express (ranges, enums, exactly-one-of rules). This
-module checks what needs the model's dimensions or the object's name, and re-checks the schema's
+module checks what needs the model's dimensions or the object's name (and, through preflight.py,
+what the apiserver demands of the children), and re-checks the schema's
 rules through pydantic, so an object stored under an older CRD is reported, never crashed on.
 
 Data flow: raw spec dict → pydantic `GrokDeploymentSpec` → `ModelConfig` (preset or dimensions,
@@ -18,13 +19,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from grok_operator.api import GrokDeploymentSpec
+from grok_operator.preflight import child_problems, name_problems
 from grok_operator.quantity import parse_bytes
-from grok_worker.contract import MeshSpec, ModelSection
+from grok_worker.contract import MeshSpec, ModelSection, default_buckets, prefill_bucket_problem
 from grok_worker.model_config import PRESETS, ModelConfig, config_from_contract
-
-#: Longest GrokDeployment name: StatefulSet pods are named <name>-g<index>-<host>, and the
-#: controller-revision-hash label (<statefulset>-<10 chars>) must stay within 63 characters.
-MAX_NAME_LENGTH = 40
 
 
 @dataclass(frozen=True)
@@ -46,6 +44,9 @@ class ValidSpec:
     model: ModelConfig
     mesh: MeshSpec
     device_memory_bytes: int
+    #: The TLS Secret has ca.crt, so clients must present certificates (set by secret_refs.py,
+    #: which reads the Secret; validation itself never calls the API).
+    tls_client_ca: bool = False
 
     @property
     def max_seq_len(self) -> int:
@@ -59,15 +60,7 @@ class ValidSpec:
 
 def validate(raw_spec: Mapping[str, Any], *, name: str = "") -> ValidSpec | list[SpecProblem]:
     """Check a spec as stored by the apiserver; return a `ValidSpec` or every problem found."""
-    problems: list[SpecProblem] = []
-    if len(name) > MAX_NAME_LENGTH:
-        problems.append(
-            SpecProblem(
-                "metadata.name",
-                f"{name!r} has {len(name)} characters; use at most {MAX_NAME_LENGTH} "
-                "(pod and label names derived from it must fit in 63)",
-            )
-        )
+    problems = [SpecProblem(field, message) for field, message in name_problems(name)]
     try:
         spec = GrokDeploymentSpec.model_validate(dict(raw_spec))
     except ValidationError as err:
@@ -85,6 +78,7 @@ def validate(raw_spec: Mapping[str, Any], *, name: str = "") -> ValidSpec | list
         memory = 0
     problems += _mesh_problems(spec, mesh, model)
     problems += _other_problems(spec, model)
+    problems += [SpecProblem(field, message) for field, message in child_problems(spec)]
     if problems or model is None:
         return problems
     return ValidSpec(spec=spec, model=model, mesh=mesh, device_memory_bytes=memory)
@@ -182,6 +176,30 @@ def _mesh_problems(spec: GrokDeploymentSpec, mesh: MeshSpec, model: ModelConfig 
     return problems
 
 
+def prefill_buckets(spec: GrokDeploymentSpec) -> tuple[int, ...]:
+    """The buckets the spec asks for (empty: the worker's default, powers of two up to half the
+    maximum sequence length)."""
+    if spec.serving.prefill_buckets:
+        return tuple(spec.serving.prefill_buckets)
+    if spec.serving.max_prompt_length is not None:
+        return default_buckets(spec.serving.max_prompt_length)
+    return ()
+
+
+def _bucket_problems(spec: GrokDeploymentSpec, max_seq_len: int) -> list[SpecProblem]:
+    serving = spec.serving
+    if serving.prefill_buckets and serving.max_prompt_length is not None:
+        return [
+            SpecProblem(
+                "spec.serving.maxPromptLength",
+                "set either prefillBuckets (the largest is the longest prompt) or maxPromptLength, not both",
+            )
+        ]
+    field = "spec.serving.prefillBuckets" if serving.prefill_buckets else "spec.serving.maxPromptLength"
+    problem = prefill_bucket_problem(prefill_buckets(spec), max_seq_len, field)
+    return [SpecProblem(field, problem.removeprefix(f"{field}: "))] if problem else []
+
+
 def _other_problems(spec: GrokDeploymentSpec, model: ModelConfig | None) -> list[SpecProblem]:
     problems: list[SpecProblem] = []
     requested = spec.serving.max_sequence_length
@@ -193,6 +211,8 @@ def _other_problems(spec: GrokDeploymentSpec, model: ModelConfig | None) -> list
                 f"use at most {model.max_seq_len}",
             )
         )
+    if model is not None:
+        problems += _bucket_problems(spec, requested or model.max_seq_len)
     if spec.model.checkpoint.uri is not None:
         problems.append(
             SpecProblem(

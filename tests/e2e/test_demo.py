@@ -12,6 +12,8 @@ chart's Deployment.
 
 from __future__ import annotations
 
+import base64
+import ipaddress
 import json
 import os
 import subprocess
@@ -22,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from grok_devcluster.components import SERVICE_CLUSTER_IP_RANGE
 from grok_devcluster.demo import (
     DemoError,
     field_value,
@@ -30,7 +33,7 @@ from grok_devcluster.demo import (
     stop_process,
     worker_launch,
 )
-from grok_worker.contract import CONFIG_FILE_NAME, Env, WorkerConfig
+from grok_worker.contract import CONFIG_FILE_NAME, Env, SecuritySection, WorkerConfig
 
 STEPS = [f"[{i}/8]" for i in range(1, 9)]
 
@@ -134,7 +137,8 @@ def test_make_demo_on_real_pods_serves_through_the_service_and_down_restores_the
     assert "phase=Ready ready=1/1" in output
     assert "$ kubectl get pods -n grok-system -o wide" in output
     assert "$ kubectl logs -n grok-demo tiny-g0-0" in output
-    assert state["worker_target"].startswith("10.0.0.")  # the Service's ClusterIP
+    host = state["worker_target"].rsplit(":", 1)[0]  # the Service's ClusterIP
+    assert ipaddress.ip_address(host) in ipaddress.ip_network(SERVICE_CLUSTER_IP_RANGE), host
     assert "[length, 24 tokens]" in output, output
     assert f"stopped the local control plane {name!r}" in down
     left = before.compare()
@@ -227,8 +231,56 @@ def test_a_statefulset_without_a_checkpoint_volume_is_refused_by_name(tmp_path: 
 
 def test_downward_api_fields_the_demo_cannot_fake_are_named() -> None:
     assert field_value("metadata.namespace", "p", "ns", {}) == "ns"
-    with pytest.raises(DemoError, match=r"status\.podIP"):
-        field_value("status.podIP", "p", "ns", {})
+    assert field_value("status.podIP", "p", "ns", {}) == "127.0.0.1"
+    with pytest.raises(DemoError, match=r"spec\.nodeName"):
+        field_value("spec.nodeName", "p", "ns", {})
+
+
+def test_secret_volumes_and_empty_dirs_become_local_folders_and_the_config_follows_them(
+    tmp_path: Path,
+) -> None:
+    secured = CONFIG.model_copy(
+        update={
+            "security": SecuritySection(
+                group_secret_file="/var/run/grok/group/step-key",
+                tokens_dir="/var/run/grok/tokens",
+                health_port=8081,
+            )
+        }
+    )
+    configmaps = {"tiny-worker-config": {CONFIG_FILE_NAME: secured.model_dump_json()}}
+    volumes = [
+        *VOLUMES,
+        {
+            "name": "group-key",
+            "secret": {"secretName": "tiny-g0-step-key", "items": [{"key": "step-key", "path": "step-key"}]},
+        },
+        {"name": "tokens", "secret": {"secretName": "tiny-tokens"}},
+        {"name": "home", "emptyDir": {}},
+    ]
+    mounts = [
+        *MOUNTS,
+        {"name": "group-key", "mountPath": "/var/run/grok/group", "readOnly": True},
+        {"name": "tokens", "mountPath": "/var/run/grok/tokens", "readOnly": True},
+        {"name": "home", "mountPath": "/home/grok"},
+    ]
+    sts = statefulset(volumes, mounts)
+    sts["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "HOME", "value": "/home/grok"})
+    secrets = {
+        "tiny-g0-step-key": {"step-key": base64.b64encode(b"k" * 64).decode()},
+        "tiny-tokens": {"alice": base64.b64encode(b"t0ken").decode()},
+    }
+    env, _ = worker_launch(sts, configmaps, tmp_path / "model", tmp_path, secrets)
+    written = WorkerConfig.from_file(env[Env.CONFIG_FILE])
+    assert Path(written.security.group_secret_file).read_bytes() == b"k" * 64
+    assert (Path(written.security.tokens_dir) / "alice").read_bytes() == b"t0ken"
+    assert written.security.health_port not in (0, 8081)
+    assert Path(env["HOME"]).is_dir()
+    assert env["HOME"].startswith(str(tmp_path))
+    with pytest.raises(DemoError, match="Secret tiny-tokens"):
+        worker_launch(
+            sts, configmaps, tmp_path / "model", tmp_path, {"tiny-g0-step-key": secrets["tiny-g0-step-key"]}
+        )
 
 
 def test_the_operator_runs_with_the_deployments_args_and_a_loopback_liveness_port() -> None:

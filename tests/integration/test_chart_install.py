@@ -136,6 +136,20 @@ def test_rendered_manifests_are_accepted_by_the_apiserver(cluster: Any, values: 
     assert result.returncode == 0, result.stderr
 
 
+def test_the_helm_test_pod_is_scheduled_like_the_operator(cluster: Any) -> None:
+    values = ["--set", "nodeSelector.pool=gpu", "--set", "priorityClassName=ops",
+              "--set", "tolerations[0].key=nvidia.com/gpu", "--set", "tolerations[0].operator=Exists",
+              "--set", "affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight=1",
+              "--set", "affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].preference.matchExpressions[0].key=pool",
+              "--set", "affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].preference.matchExpressions[0].operator=Exists"]  # fmt: skip
+    pods = [d for d in render(cluster, *values) if d["kind"] == "Pod"]
+    deployment = next(d for d in render(cluster, *values) if d["kind"] == "Deployment")
+    assert len(pods) == 1
+    spec, operator_spec = pods[0]["spec"], deployment["spec"]["template"]["spec"]
+    for key in ("nodeSelector", "tolerations", "affinity", "priorityClassName"):
+        assert spec[key] == operator_spec[key], key
+
+
 def test_namespaced_mode_grants_roles_only_in_the_watched_namespaces(cluster: Any) -> None:
     docs = render(cluster, "--set", "watch.namespaces={team-a,team-b}")
     roles = {
@@ -401,6 +415,18 @@ def test_losing_a_pod_scaling_and_a_refused_spec_go_through_the_charts_rbac(
 
     wait_for("the InsufficientDeviceMemory Event", refusal_event_posted, 30)
     cluster.kubectl("delete", "grokdeployment", "too-big", "-n", APP_NS, "--timeout=60s")
+    # Pods the StatefulSet controller cannot create: its FailedCreate Event's message in the status.
+    no_sa = next(d for d in yaml.safe_load_all(EXAMPLE.read_text()) if d["kind"] == "GrokDeployment")
+    no_sa["metadata"]["name"] = "no-sa"
+    no_sa["spec"]["serviceAccountName"] = "missing"
+    cluster.kubectl("apply", "-n", APP_NS, "-f", "-", input=json.dumps(no_sa))
+
+    def missing_account_reported() -> bool:
+        conditions = grokdeployment(cluster, "no-sa").get("status", {}).get("conditions", [])
+        return any('serviceaccount "missing" not found' in cond.get("message", "") for cond in conditions)
+
+    wait_for("the missing ServiceAccount in no-sa's conditions", missing_account_reported, 90)
+    cluster.kubectl("delete", "grokdeployment", "no-sa", "-n", APP_NS, "--timeout=60s")
     assert_nothing_refused(installed)
 
 

@@ -18,7 +18,13 @@ from test_operator_support import Kube, manifest, operator_fixture, small, wait_
 
 from grok_operator import constants as c
 from grok_operator.runtime import OperatorThread
-from grok_worker.contract import CONFIG_FILE_NAME, DEFAULT_COORDINATOR_PORT, Env, WorkerConfig
+from grok_worker.contract import (
+    CONFIG_FILE_NAME,
+    DEFAULT_COORDINATOR_PORT,
+    DEFAULT_HEALTH_PORT,
+    Env,
+    WorkerConfig,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -58,7 +64,7 @@ def test_two_replicas_of_two_hosts_become_ready_on_gpu_nodes(kube: Kube, cluster
         "fieldRef": {"apiVersion": "v1", "fieldPath": f"metadata.labels['{c.LABEL_POD_INDEX}']"}
     }
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "8"
-    assert container["readinessProbe"]["grpc"]["port"] == 50051
+    assert container["readinessProbe"]["grpc"]["port"] == DEFAULT_HEALTH_PORT  # plaintext, beside a TLS API
 
     services = {s["metadata"]["name"]: s for s in kube.items("services")}
     assert services["serve-g0"]["spec"]["clusterIP"] == "None"

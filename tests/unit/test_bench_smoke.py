@@ -155,6 +155,20 @@ def test_operator_benchmark_runs_at_smoke_size(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_fleet_benchmark_runs_at_smoke_size(tmp_path: Path) -> None:
+    names = by_bench(run_bench(["fleet"], tmp_path))
+    assert names["fleet"] == [
+        "10_grokdeployments_to_ready",
+        "idle_writes",
+        "idle_child_lists_per_pass_list",
+        "idle_operator_client_lists",
+        "process_rss",
+        "operator_rss_growth",
+    ]
+
+
 # ---- the shared report format (fast) -------------------------------------------------------------
 
 
@@ -237,7 +251,7 @@ def test_interleaved_alternates_candidates() -> None:
 def test_names_expand_to_known_benchmarks() -> None:
     assert expand(["quick"]) == quick_set() == ["decode", "moe", "checkpoint"]
     assert "gpu" not in expand(["all"])
-    assert set(expand(["all"])) == set(BENCHMARKS) - {"gpu", "realdemo"}
+    assert set(expand(["all"])) == set(BENCHMARKS) - {"gpu", "realdemo", "fleet"}
     assert expand(["moe", "quick"]) == ["moe", "decode", "checkpoint"]
     with pytest.raises(KeyError):
         expand(["nope"])

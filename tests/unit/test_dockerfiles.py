@@ -202,7 +202,8 @@ def test_the_operator_image_installs_no_jax() -> None:
     dockerfile = parse(DOCKERFILES["operator"])
     runs = " ".join(r.args for r in dockerfile.stages[0].all("RUN"))
     assert "--no-deps" in runs
-    assert "jax" not in runs.replace("'jax' not in sys.modules", "")
+    installs = re.sub(r'python -c "[^"]*"', "", runs)  # the import check names what must be absent
+    assert "jax" not in installs
 
 
 def test_the_dockerignore_matcher_used_here_follows_last_match_wins() -> None:

@@ -32,8 +32,10 @@ class Group:
         )
         self.follower_engine = MockEngine(max_batch=2, prefill_chunk=prefill_chunk)
         self.follower = StepFollower("127.0.0.1", self.broadcaster.port, process_id=1)
-        self.follower.connect(timeout=10)
+        joining = threading.Thread(target=self.follower.connect, args=(10,))  # it waits for the leader
+        joining.start()
         self.broadcaster.wait_for_followers(timeout=10)
+        joining.join(10)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._replay)
         self.thread.start()

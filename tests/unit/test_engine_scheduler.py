@@ -16,7 +16,8 @@ from grok_worker.engine.requests import (
     TokenEvent,
 )
 from grok_worker.engine.scheduler import Scheduler
-from grok_worker.engine.text import EOS_ID, ByteTokenizer
+from grok_worker.engine.text import ByteTokenizer
+from grok_worker.model_config import EOS_ID
 
 TOK = ByteTokenizer()
 

@@ -5,10 +5,11 @@ tests/integration/test_operator_*.py."""
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from grok_operator import constants as c
-from grok_operator.kube import KubeApi, Observed
+from grok_operator.kube import ApiError, KubeApi, Observed
 from grok_operator.reconcile import DeploymentMemory, Reconciler
 
 NS, NAME = "serving", "chat"
@@ -22,6 +23,11 @@ class MemoryApi(KubeApi):
         self.status: dict[str, Any] = {}
         self.events: list[tuple[str, str]] = []
         self.log: list[str] = []
+        #: The wall clock in seconds: each pass runs a second later, pods are created "now".
+        self.second = 0
+
+    def now_iso(self) -> str:
+        return f"2026-01-01T00:{self.second // 60:02d}:{self.second % 60:02d}Z"
 
     @property
     def writes(self) -> int:
@@ -39,9 +45,31 @@ class MemoryApi(KubeApi):
             }
             if kind == "Pod":
                 observed.pods.append(copy.deepcopy(obj))
-            else:
+            elif kind in table:
                 table[kind][obj_name] = copy.deepcopy(obj)
         return observed
+
+    def failed_creates(self, namespace: str) -> list[dict[str, Any]]:
+        return []  # this API's StatefulSets always get their pods (run_pods)
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        found = self.objects.get((kind, name))
+        return copy.deepcopy(found) if found is not None else None
+
+    def list(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        key, _, value = label_selector.partition("=")
+        return [
+            copy.deepcopy(obj)
+            for (k, _), obj in self.objects.items()
+            if k == kind and obj["metadata"]["labels"].get(key) == value
+        ]
+
+    def create(self, obj: dict[str, Any]) -> bool:
+        if (obj["kind"], obj["metadata"]["name"]) in self.objects:
+            return False
+        self.apply(obj)
+        self.log[-1] = f"create {obj['kind']} {obj['metadata']['name']}"
+        return True
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         self.log.append(f"apply {obj['kind']} {obj['metadata']['name']}")
@@ -79,13 +107,13 @@ class MemoryApi(KubeApi):
                     "metadata": {
                         "name": pod_name,
                         "uid": f"uid-{pod_name}-{len(self.log)}",
-                        "creationTimestamp": "2026-01-01T00:00:00Z",
+                        "creationTimestamp": self.now_iso(),
                         "labels": {**template, c.LABEL_POD_INDEX: str(host)},
                     },
                     "status": {
                         "phase": "Running",
                         "conditions": [
-                            {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:10Z"}
+                            {"type": "Ready", "status": "True", "lastTransitionTime": self.now_iso()}
                         ],
                         "containerStatuses": [
                             {"name": "worker", "restartCount": 1 if pod_name == restarts_of else 0}
@@ -111,7 +139,9 @@ def body(api: MemoryApi, **spec: Any) -> dict[str, Any]:
 
 def run(api: MemoryApi, memory: DeploymentMemory, **spec: Any) -> list[str]:
     start = len(api.log)
-    Reconciler(api).reconcile(body(api, **spec), memory, now=100.0, now_iso="2026-01-01T00:01:00Z")
+    api.second += 1
+    Reconciler(api).reconcile(body(api, **spec), memory, now=100.0, now_iso=api.now_iso())
+    api.second += 1
     return api.log[start:]
 
 
@@ -119,6 +149,10 @@ def test_a_new_deployment_creates_its_children_then_a_second_pass_writes_nothing
     api, memory = MemoryApi(), DeploymentMemory()
     first = run(api, memory)
     assert first == [
+        "create Secret chat-g0-step-key",
+        "create Secret chat-g1-step-key",
+        "apply NetworkPolicy chat-g0",
+        "apply NetworkPolicy chat-g1",
         "apply ConfigMap chat-worker-config",
         "apply Service chat",
         "apply Service chat-g0",
@@ -194,3 +228,78 @@ def test_a_pod_deleted_by_someone_else_recreates_its_group_but_not_one_the_opera
         memory.pod_deleted(0, uid, "chat-g0-x")
     assert not [w for w in run(api, memory) if w.startswith("delete")]
     assert api.status["phase"] == "Ready"
+
+
+def test_a_sibling_created_while_its_group_was_recreated_goes_with_that_recreation() -> None:
+    api, memory = MemoryApi(), DeploymentMemory()
+    run(api, memory)
+    api.run_pods()
+    run(api, memory)
+    lost = api.objects.pop(("Pod", "chat-g0-1"))
+    memory.pod_deleted(0, lost["metadata"]["uid"], "chat-g0-1")
+    recreated_at = api.second + 1  # the next pass's time
+    writes = run(api, memory)  # it lists the group before the controller replaces chat-g0-1
+    assert "delete Pod chat-g0-0" in writes
+    events = len(api.events)
+    # The controller's replacement of chat-g0-1 was created between that list and the deletions.
+    api.second = recreated_at - 1
+    api.run_pods()
+    api.objects.pop(("Pod", "chat-g0-0"))  # chat-g0-0's replacement comes later
+    api.second = recreated_at + 1
+    writes = run(api, memory)
+    assert "delete Pod chat-g0-1" in writes, "the sibling of the failed incarnation was left running"
+    assert len(api.events) == events, "one failure, one recreation: no second GroupRecreated"
+    # Pods created after the recreation are the new incarnation: left alone, the group gets Ready.
+    api.run_pods()
+    assert not [w for w in run(api, memory) if w.startswith("delete")]
+    assert api.status["phase"] == "Ready"
+    assert len(api.events) == events
+
+
+class RefusingApi(MemoryApi):
+    """Refuses every StatefulSet the way the apiserver refuses an invalid one."""
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        if obj["kind"] == "StatefulSet":
+            self.log.append(f"refused {obj['metadata']['name']}")
+            document = {
+                "kind": "Status",
+                "message": "StatefulSet is invalid: spec.template.spec.affinity.nodeAffinity: Required value",
+                "details": {"causes": [{"field": "spec.template.spec.affinity.nodeAffinity"}]},
+            }
+            raise ApiError("PATCH", "/statefulsets", 422, json.dumps(document))
+        return super().apply(obj)
+
+
+def test_a_refused_child_is_reported_once_and_retried_only_when_the_spec_changes() -> None:
+    api, memory = RefusingApi(), DeploymentMemory()
+    first = run(api, memory)
+    assert "refused chat-g0" in first
+    assert api.status["phase"] == "Invalid"
+    ready = api.status["conditions"][0]
+    assert ready["reason"] == c.Reason.REFUSED_BY_API_SERVER
+    assert "spec.affinity" in ready["message"]
+    assert "Required value" in ready["message"]
+    assert api.events[-1][0] == c.Reason.REFUSED_BY_API_SERVER
+    assert run(api, memory) == [], "an unchanged refused spec is not tried again at once"
+    start = len(api.log)
+    edited = body(api)
+    edited["metadata"]["generation"] = 2
+    Reconciler(api).reconcile(edited, memory, now=100.0, now_iso=api.now_iso())
+    assert "refused chat-g0" in api.log[start:], "a changed spec is tried again"
+
+
+def test_a_child_changed_by_hand_is_put_back_once_with_an_event() -> None:
+    api, memory = MemoryApi(), DeploymentMemory()
+    run(api, memory)
+    api.run_pods()
+    run(api, memory)
+    sts = api.objects[("StatefulSet", "chat-g0")]
+    sts["spec"]["replicas"] = 5
+    sts["metadata"]["generation"] = 7  # someone else's write
+    writes = run(api, memory)
+    assert "apply StatefulSet chat-g0" in writes
+    assert api.events[-1][0] == c.EventReason.DRIFT_CORRECTED
+    assert "spec.replicas" in api.events[-1][1]
+    assert api.objects[("StatefulSet", "chat-g0")]["spec"]["replicas"] == 2
+    assert run(api, memory) == []

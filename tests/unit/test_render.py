@@ -139,19 +139,19 @@ CASES: list[tuple[str, Callable[[], object], object]] = [
         {"cpu": "16", "nvidia.com/gpu": "8"},
     ),
     (
-        "readiness uses the native gRPC probe",
+        "readiness uses the native gRPC probe on the plaintext health port",
         lambda: container(valid())["readinessProbe"]["grpc"],
-        {"port": 50051},
+        {"port": 8081},
     ),
     (
-        "liveness uses the native gRPC probe",
+        "liveness uses the native gRPC probe on the plaintext health port",
         lambda: container(valid())["livenessProbe"]["grpc"],
-        {"port": 50051},
+        {"port": 8081},
     ),
     (
-        "the startup probe uses the serving port",
+        "the startup probe uses the health port, whatever the serving port",
         lambda: container(valid(serving={"port": 7000}))["startupProbe"]["grpc"],
-        {"port": 7000},
+        {"port": 8081},
     ),
     (
         "a PVC checkpoint is mounted read-only",

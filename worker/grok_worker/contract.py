@@ -12,13 +12,16 @@ imports it and must never pull in JAX, gRPC or numpy (an import-linter contract 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 CONFIG_MOUNT_DIR = "/etc/grok"
+#: The config schema's version, "MAJOR.MINOR": a new field takes a new minor, a field removed or
+#: changed in meaning a new major (the worker's reading rule: contract_version.py).
+SCHEMA_VERSION = "1.0"
 CONFIG_FILE_NAME = "worker.json"
 
 #: Ports the worker listens on unless the config says otherwise.
@@ -28,6 +31,9 @@ DEFAULT_METRICS_PORT = 9090
 DEFAULT_HTTP_PORT = 8000
 #: Port the group's leader (host 0) opens for jax.distributed's coordinator service.
 DEFAULT_COORDINATOR_PORT = 8476
+#: The leader's step-broadcast port is its coordinator port + 1 (the multi-host step channel).
+STEP_PORT_OFFSET = 1
+DEFAULT_STEP_PORT = DEFAULT_COORDINATOR_PORT + STEP_PORT_OFFSET
 #: Plaintext port that serves only grpc.health.v1 (for kubelet probes, which cannot speak TLS).
 DEFAULT_HEALTH_PORT = 8081
 
@@ -154,6 +160,32 @@ class ServingSection(BaseModel):
     prefill_chunk: int = Field(default=256, ge=0)
 
 
+def default_buckets(max_prompt_len: int, smallest: int = 16) -> tuple[int, ...]:
+    """Powers of two from `smallest` up to and including `max_prompt_len` (which ends the list)."""
+    if max_prompt_len < 1:
+        raise ValueError(f"max_prompt_len must be >= 1, got {max_prompt_len}")
+    buckets: list[int] = []
+    size = min(smallest, max_prompt_len)
+    while size < max_prompt_len:
+        buckets.append(size)
+        size *= 2
+    buckets.append(max_prompt_len)
+    return tuple(buckets)
+
+
+def prefill_bucket_problem(buckets: Sequence[int], max_seq_len: int, field: str) -> str | None:
+    """Why `buckets` cannot serve requests of `max_seq_len` tokens (named as `field`), or None.
+    The one definition of the rule: the operator's validation and the worker's start both use it."""
+    if any(b <= 0 for b in buckets) or list(buckets) != sorted(set(buckets)):
+        return f"{field}={list(buckets)} must be positive and strictly ascending"
+    if buckets and buckets[-1] >= max_seq_len:
+        return (
+            f"{field}: the largest bucket {buckets[-1]} (the longest prompt) must be below the maximum "
+            f"sequence length {max_seq_len}, which leaves room for the completion"
+        )
+    return None
+
+
 class TLSSection(BaseModel):
     """TLS on the generation APIs (gRPC and HTTP); all paths empty = plaintext."""
 
@@ -190,6 +222,7 @@ class WorkerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    schema_version: str = Field(default=SCHEMA_VERSION, pattern=r"^[0-9]+\.[0-9]+$")
     model: ModelSection = ModelSection()
     mesh: MeshSpec = MeshSpec()
     serving: ServingSection = ServingSection()
@@ -197,8 +230,11 @@ class WorkerConfig(BaseModel):
 
     @classmethod
     def from_file(cls, path: str | Path) -> WorkerConfig:
-        """Read the JSON config; pydantic's ValidationError names the offending field."""
-        return cls.model_validate_json(Path(path).read_text())
+        """Read the JSON config under the versioning rule (contract_version.py); pydantic's
+        ValidationError names the offending field."""
+        from grok_worker.contract_version import read_config  # the reader builds on this module
+
+        return read_config(Path(path).read_text())
 
 
 class GroupEnv(BaseModel):

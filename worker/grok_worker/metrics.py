@@ -1,14 +1,14 @@
 """Prometheus metrics of one worker, served on their own HTTP port.
 
 Data flow: the scheduler (engine thread and asyncio side) and the server's load sequence call the
-methods of `ServingMetrics`; `ServingMetrics.serve(port)` exposes its registry over HTTP for
-Prometheus to scrape. Each instance has its own registry, so several servers (tests) can live in
+methods of `ServingMetrics`; `server.metrics_port.MetricsPort` exposes its registry over HTTP
+(`/metrics` only) for Prometheus to scrape. Each instance has its own registry, so several servers (tests) can live in
 one process.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -74,8 +74,3 @@ class ServingMetrics:
 
     def tokens_generated(self, n: int) -> None:
         self.tokens.inc(n)
-
-    def serve(self, port: int, addr: str = "0.0.0.0") -> int:
-        """Start the HTTP exporter (a daemon thread); port 0 picks a free port. Returns the port."""
-        server, _thread = start_http_server(port, addr=addr, registry=self.registry)
-        return int(server.server_port)

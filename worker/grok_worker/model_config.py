@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 
 Quantization = Literal["int8", "bf16"]
 
+#: Grok-1's special token ids (the release's SentencePiece model): defined here once; the tokenizer,
+#: the serving path and `ModelConfig` all use these.
+PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+
 #: Bytes per element of the dtypes the model stores on devices.
 _BYTES = {"int8": 1, "bfloat16": 2, "float32": 4}
 
@@ -55,10 +59,10 @@ class ModelConfig:
     attn_soft_cap: float = 30.0
     norm_eps: float = 1e-5
     rope_base: float = 10000.0
-    pad_id: int = 0
-    bos_id: int = 1
-    eos_id: int = 2
-    unk_id: int = 3
+    pad_id: int = PAD_ID
+    bos_id: int = BOS_ID
+    eos_id: int = EOS_ID
+    unk_id: int = UNK_ID
     #: Scale groups along the input axis of the int8 attention output (Wo) and expert down weights.
     wide_input_scale_groups: int = 8
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+from grok_worker.model_config import BOS_ID, EOS_ID, PAD_ID, UNK_ID  # the one definition
 
 
 class Tokenizer:

@@ -95,12 +95,19 @@ Deployment and start the operator in-process with exactly these, so what is test
 {{- end }}
 {{- if .Values.peering.enabled }}
 - --peering={{ .Values.peering.name }}
+{{- /* Distinct per pod: kopf pauses every operator when two share the highest priority. */}}
+- --priority=random
+- --peering-lifetime={{ .Values.peering.lifetimeSeconds }}
 {{- else }}
 - --standalone
 {{- end }}
 - --log-level={{ upper .Values.logging.level }}
 - --log-format={{ .Values.logging.format }}
 - --liveness=http://0.0.0.0:{{ .Values.health.port }}/healthz
+- --create-rate={{ .Values.createLimits.rate }}
+- --create-burst={{ .Values.createLimits.burst }}
+- --deployment-create-rate={{ .Values.createLimits.perDeploymentRate }}
+- --deployment-create-burst={{ .Values.createLimits.perDeploymentBurst }}
 {{- end }}
 
 {{/* Fail early, with the fix, on value combinations the schema cannot express. */}}

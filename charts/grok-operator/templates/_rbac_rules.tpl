@@ -5,10 +5,12 @@ Keep in step with operator/grok_operator's API module; the RBAC test fails on an
 
 {{/* Rules on namespaced objects in the watched namespaces. */}}
 {{- define "grok-operator.rules.namespaced" -}}
-# The GrokDeployments: kopf lists and watches them and patches its finalizer onto them.
+# The GrokDeployments: kopf lists and watches them and patches its finalizer onto them; every
+# reconcile pass reads its object afresh (a loop whose object is gone ends), and an object being
+# deleted loses the finalizer through the operator too (kopf cannot once the CRD is going).
 - apiGroups: ["serving.grok.dev"]
   resources: ["grokdeployments"]
-  verbs: ["list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "patch"]
 # Status written by the reconcile (a merge patch of the status subresource).
 - apiGroups: ["serving.grok.dev"]
   resources: ["grokdeployments/status"]
@@ -19,23 +21,38 @@ Keep in step with operator/grok_operator's API module; the RBAC test fails on an
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
   verbs: ["list", "watch", "create", "patch", "delete"]
-# A headless Service per group (deleted with its group) and the client Service.
+# A headless Service per group (deleted with its group) and the client Service; kopf lists and
+# watches them into the operator's in-memory cache (a pass never lists them).
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["list", "create", "patch", "delete"]
-# The worker config; one per GrokDeployment, removed by the garbage collector with it.
+  verbs: ["list", "watch", "create", "patch", "delete"]
+# The worker config; one per GrokDeployment, removed by the garbage collector with it. Cached
+# from kopf's watch like the Services.
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["list", "create", "patch"]
+  verbs: ["list", "watch", "create", "patch"]
 # Observed pod state (readiness, restarts, scheduling failures); kopf watches them for changes.
 # Whole-group recreation and scale-down delete a group's pods.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch", "delete"]
+# Secrets, by name only (no list/watch: the operator never sees other Secrets' contents in bulk):
+# get checks the Secrets spec.serving.tls/auth name and each group's step key; create makes a
+# group's step key once (a POST never overwrites). The garbage collector removes them.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "create"]
+# A NetworkPolicy per replica group (server-side apply), deleted with its group or when
+# spec.networkPolicy.enabled is false.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["list", "create", "patch", "delete"]
 # The operator's own Events (refused spec, group recreated); kopf's log-to-Event posting is off.
+# Listed: the StatefulSet controller's FailedCreate Events, while a group is short of pods (their
+# message, e.g. a missing ServiceAccount, goes into the status).
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["list", "create"]
 {{- if .Values.kueue.enabled }}
 # Kueue integration: the Workload of a replica group that waits for admission, read (by name) for
 # Kueue's reason, which the status reports. Only while a group's pods carry Kueue's gate.
@@ -53,7 +70,8 @@ Keep in step with operator/grok_operator's API module; the RBAC test fails on an
 
 {{/* Rules kopf needs at cluster scope, whatever the watched namespaces. */}}
 {{- define "grok-operator.rules.cluster" -}}
-# kopf's resource scanning: notices the GrokDeployment CRD appearing or changing.
+# kopf's resource scanning: notices the GrokDeployment CRD appearing or changing; the operator
+# watches it being deleted (it then releases every GrokDeployment, see docs/operator.md).
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]

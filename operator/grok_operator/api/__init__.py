@@ -1,6 +1,7 @@
 """The GrokDeployment API types (pydantic): the spec users write and the status the operator reports."""
 
 from grok_operator.api.spec import (
+    AuthSpec,
     CheckpointSource,
     FailurePolicySpec,
     GrokDeploymentSpec,
@@ -8,14 +9,19 @@ from grok_operator.api.spec import (
     MeshAxes,
     ModelDimensions,
     ModelSpec,
+    NetworkPeer,
+    NetworkPolicySpec,
+    PodSecuritySpec,
     PvcSource,
     RolloutSpec,
     ServingSpec,
+    TlsSpec,
     TopologySpec,
 )
 from grok_operator.api.status import Condition, GrokDeploymentStatus, GroupStatus, MemoryPlan
 
 __all__ = [
+    "AuthSpec",
     "CheckpointSource",
     "Condition",
     "FailurePolicySpec",
@@ -27,8 +33,12 @@ __all__ = [
     "MeshAxes",
     "ModelDimensions",
     "ModelSpec",
+    "NetworkPeer",
+    "NetworkPolicySpec",
+    "PodSecuritySpec",
     "PvcSource",
     "RolloutSpec",
     "ServingSpec",
+    "TlsSpec",
     "TopologySpec",
 ]

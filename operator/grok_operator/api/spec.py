@@ -9,13 +9,17 @@ model's dimensions) live in `validation.py`.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from grok_operator.constants import DEFAULT_IMAGE
 from grok_worker.contract import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, DEFAULT_METRICS_PORT, ModelDims
+
+#: Most replica groups of one GrokDeployment: 1024 groups of 8 GPUs is 8192 GPUs (several Grok-1
+#: fleets), while the children's names stay within their 63-character budget (preflight.py).
+MAX_REPLICAS = 1024
 
 #: A Kubernetes resource quantity such as "80Gi", "24G" or "81920Mi".
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
@@ -190,11 +194,25 @@ class HttpSpec(ApiModel):
     """Port of the HTTP API (container and client Service)."""
 
 
+class TlsSpec(ApiModel):
+    """TLS on the generation APIs (gRPC and HTTP) of every leader."""
+
+    secret_name: str = Field(min_length=1, max_length=253)
+    """A kubernetes.io/tls Secret in this namespace (keys tls.crt and tls.key), e.g. from `kubectl create secret tls NAME --cert=... --key=...` or cert-manager. When it also has a ca.crt key, clients must present a certificate that chains to it (mutual TLS). Adding or removing ca.crt rolls the replica groups. Missing Secret: reported in the Ready condition."""
+
+
+class AuthSpec(ApiModel):
+    """Bearer-token authentication of the generation APIs."""
+
+    token_secret_name: str = Field(min_length=1, max_length=253)
+    """An Opaque Secret in this namespace; the value of every key is one accepted token (callers send `authorization: Bearer <token>`). The workers pick up changed keys without a restart. Missing Secret: reported in the Ready condition."""
+
+
 class ServingSpec(ApiModel):
     """How each replica group serves requests."""
 
     port: int = Field(default=DEFAULT_GRPC_PORT, ge=1, le=65535)
-    """gRPC port of the generation API and the health service (probes use it)."""
+    """gRPC port of the generation API (kubelet probes use the separate plaintext health port 8081)."""
     metrics_port: int = Field(default=DEFAULT_METRICS_PORT, ge=1, le=65535)
     """Port of the Prometheus metrics endpoint."""
     max_batch: int = Field(default=8, ge=1, le=4096)
@@ -205,8 +223,18 @@ class ServingSpec(ApiModel):
     """Requests waiting for a slot; beyond it new requests get RESOURCE_EXHAUSTED."""
     drain_grace_seconds: int = Field(default=30, ge=0, le=3600)
     """Seconds in-flight requests get to finish after SIGTERM."""
+    prefill_buckets: list[Annotated[int, Field(ge=1, description="A prompt length in tokens.")]] = Field(
+        default_factory=list, max_length=64
+    )
+    """Prompt lengths (tokens, ascending) the workers compile prefill for before serving; a prompt is padded to the smallest that holds it, and the largest is the longest prompt accepted. Each must be below maxSequenceLength. Default: powers of two up to maxPromptLength."""
+    max_prompt_length: int | None = Field(default=None, ge=1)
+    """Longest prompt accepted, in tokens (the largest prefill bucket; buckets are the powers of two below it). Below maxSequenceLength. Default: half of it. Not together with prefillBuckets."""
     http: HttpSpec = HttpSpec()
     """The OpenAI-compatible HTTP API, sharing the engine and the request queue with gRPC."""
+    tls: TlsSpec | None = None
+    """Serve the gRPC and HTTP APIs over TLS (mutual TLS when the Secret has ca.crt). Default: plaintext."""
+    auth: AuthSpec | None = None
+    """Require a bearer token on the gRPC and HTTP APIs (health and reflection stay open). Default: no tokens."""
 
 
 class RolloutSpec(ApiModel):
@@ -235,13 +263,64 @@ class FailurePolicySpec(ApiModel):
     """RecreateGroup: delete and recreate every pod of the group (a jax.distributed group cannot re-admit one lost process). Ignore: leave the group as it is."""
     backoff_seconds: int = Field(default=10, ge=0, le=3600)
     """Wait before recreating the same group again; doubles after each recreation, up to 300 s."""
+    restart_policy: Literal["RecreateGroupOnPodRestart", "RecreateGroupAfterStart", "None"] = (
+        "RecreateGroupAfterStart"
+    )
+    """Which container restarts fail a group (LeaderWorkerSet's names). RecreateGroupAfterStart: only restarts after the group first became Ready (before that the startup probe's budget governs). RecreateGroupOnPodRestart: any restart. None: restarts never do (a failed or lost pod still does)."""
+
+
+class NetworkPeer(ApiModel):
+    """Pods allowed to call the API: those matching both selectors that are given."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "has(self.namespaceSelector) || has(self.podSelector)",
+                "a peer needs namespaceSelector, podSelector or both",
+                "",
+            )
+        )
+    )
+
+    namespace_selector: dict[str, Any] | None = Field(
+        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    """Namespaces (a metav1.LabelSelector; {} = every namespace). Alone: every pod in them."""
+    pod_selector: dict[str, Any] | None = Field(
+        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    """Pods (a metav1.LabelSelector). Alone: pods in this GrokDeployment's namespace."""
+
+
+class NetworkPolicySpec(ApiModel):
+    """The NetworkPolicy of each replica group (needs a network plugin that enforces NetworkPolicy)."""
+
+    enabled: bool = True
+    """Create a NetworkPolicy per replica group: coordinator and step ports only from the group's own pods, the API from apiFrom, metrics from metricsNamespaceSelector, the health port from anywhere. false removes them."""
+    api_from: list[NetworkPeer] = Field(default_factory=list)
+    """Who may reach the gRPC and HTTP API ports. Empty: anyone, in or outside the cluster."""
+    metrics_namespace_selector: dict[str, Any] = Field(
+        default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    """Namespaces whose pods may scrape the metrics port (a metav1.LabelSelector, e.g. {matchLabels: {kubernetes.io/metadata.name: monitoring}}). Empty: every namespace."""
+
+
+class PodSecuritySpec(ApiModel):
+    """Identity of the worker processes. The pods always run as non-root, without privilege escalation or capabilities, with seccomp RuntimeDefault and a read-only root filesystem (the Pod Security Standard "restricted")."""
+
+    run_as_user: int = Field(default=65532, ge=1, le=2147483647)
+    """UID of the worker process (the worker image's own user is 65532); never 0."""
+    run_as_group: int = Field(default=65532, ge=0, le=2147483647)
+    """Primary GID of the worker process."""
+    fs_group: int = Field(default=65532, ge=0, le=2147483647)
+    """Group that owns the mounted volumes (Secrets, emptyDirs), so the worker can read its keys."""
 
 
 class GrokDeploymentSpec(ApiModel):
     """Desired state of a GrokDeployment: a model, a topology and a number of replica groups."""
 
-    replicas: int = Field(default=1, ge=0)
-    """Number of replica groups. Each group is hostsPerReplica pods serving one copy of the model."""
+    replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
+    """Number of replica groups. Each group is hostsPerReplica pods serving one copy of the model. At most 1024: a larger fleet is better split into several GrokDeployments (one object's groups are reconciled by one loop, and each group costs a StatefulSet, a Service and its pods)."""
     image: str = Field(default=DEFAULT_IMAGE, min_length=1)
     """Worker container image (runs `grok-worker serve`)."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
@@ -282,3 +361,9 @@ class GrokDeploymentSpec(ApiModel):
         default_factory=list, json_schema_extra=_free_form_items("A core/v1 EnvVar.")
     )
     """Extra environment variables of the worker container (core/v1 EnvVar). Names starting with GROK_ are set by the operator and cannot be overridden."""
+    network_policy: NetworkPolicySpec = NetworkPolicySpec()
+    """Who may reach the workers' ports (docs/security.md)."""
+    pod_security: PodSecuritySpec = PodSecuritySpec()
+    """UID, GID and fsGroup of the worker pods, which always run restricted (docs/security.md)."""
+    shared_memory_size: str = Field(default="8Gi", pattern=QUANTITY_PATTERN)
+    """Size limit of the memory-backed /dev/shm (NCCL and JAX use it between GPUs of a host); counts against the pod's memory."""

@@ -8,7 +8,8 @@ template (see statefulset.py) so a config change rolls the groups.
 from __future__ import annotations
 
 from grok_operator.render.common import Obj, Owner, base_labels, config_map_name, metadata, stable_hash
-from grok_operator.validation import ValidSpec
+from grok_operator.render.security import security_section
+from grok_operator.validation import ValidSpec, prefill_buckets
 from grok_worker.contract import CONFIG_FILE_NAME, ModelSection, ServingSection, WorkerConfig
 
 #: Where the checkpoint volume is mounted in the worker container (read-only).
@@ -42,7 +43,9 @@ def worker_config(valid: ValidSpec) -> WorkerConfig:
             max_queue=spec.serving.max_queue,
             drain_grace_seconds=float(spec.serving.drain_grace_seconds),
             http_port=spec.serving.http.port if spec.serving.http.enabled else 0,
+            prefill_buckets=prefill_buckets(spec),
         ),
+        security=security_section(valid),
     )
 
 

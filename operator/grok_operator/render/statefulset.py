@@ -14,10 +14,12 @@ template's hash is a label on every pod, so the operator can tell updated groups
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from typing import Any
 
 from grok_operator import constants as c
+from grok_operator.render import security
 from grok_operator.render.common import (
     Obj,
     Owner,
@@ -31,7 +33,13 @@ from grok_operator.render.common import (
 from grok_operator.render.config import CHECKPOINT_MOUNT_DIR, config_hash
 from grok_operator.render.kueue import pod_group_label, pod_group_metadata
 from grok_operator.validation import ValidSpec
-from grok_worker.contract import CONFIG_FILE_NAME, CONFIG_MOUNT_DIR, DEFAULT_COORDINATOR_PORT, Env
+from grok_worker.contract import (
+    CONFIG_FILE_NAME,
+    CONFIG_MOUNT_DIR,
+    DEFAULT_COORDINATOR_PORT,
+    DEFAULT_HEALTH_PORT,
+    Env,
+)
 from grok_worker.shard_plan import host_read_bytes, max_host_read_bytes
 
 #: Startup probe period; the failure threshold is derived from the checkpoint size.
@@ -42,13 +50,19 @@ STARTUP_BASE_SECONDS = 300
 STARTUP_READ_BYTES_PER_SECOND = 256 * 2**20
 
 
+#: The per-host read bytes depend on the model, mesh and hosts only, and every pass renders them:
+#: cached (walking the sharding plan was most of a steady-state pass's time at fleet scale).
+_max_host_read_bytes = functools.lru_cache(maxsize=256)(max_host_read_bytes)
+_host_read_bytes = functools.lru_cache(maxsize=256)(host_read_bytes)
+
+
 def startup_failure_threshold(valid: ValidSpec) -> int:
     """Startup probe failures allowed: the base budget plus the time to read the checkpoint bytes the
     busiest host of the group reads (the sharding plan's per-host read bytes, which the loader reads),
     and with `checkpoint.verify` the whole checkpoint once more (its sha256 digests)."""
-    per_host = max_host_read_bytes(valid.model, valid.mesh, valid.spec.topology.hosts_per_replica)
+    per_host = _max_host_read_bytes(valid.model, valid.mesh, valid.spec.topology.hosts_per_replica)
     if valid.spec.model.checkpoint.verify:  # every host hashes every whole file before loading
-        per_host += host_read_bytes(valid.model, valid.mesh, 1, 0)  # one host of one: all of it
+        per_host += _host_read_bytes(valid.model, valid.mesh, 1, 0)  # one host of one: all of it
     budget = STARTUP_BASE_SECONDS + per_host / STARTUP_READ_BYTES_PER_SECOND
     return math.ceil(budget / STARTUP_PERIOD_SECONDS)
 
@@ -68,6 +82,7 @@ def _env(owner: Owner, valid: ValidSpec, index: int) -> list[Obj]:
         {"name": Env.MESH, "value": valid.mesh.to_env()},
         {"name": Env.GROUP_NAME, "value": group},
         {"name": Env.POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        *security.security_env(),
     ]
     return contract + [copy.deepcopy(var) for var in valid.spec.env]
 
@@ -104,14 +119,15 @@ def _grpc_probe(port: int, period: int, failures: int) -> Obj:
 
 def _container(owner: Owner, valid: ValidSpec, index: int) -> Obj:
     spec = valid.spec
-    port = spec.serving.port
+    # Probes go to the plaintext health port: kubelet gRPC probes cannot speak TLS.
+    port = DEFAULT_HEALTH_PORT
     return {
         "name": c.WORKER_CONTAINER,
         "image": spec.image,
         "imagePullPolicy": spec.image_pull_policy,
         "command": ["grok-worker", "serve"],
         "ports": [
-            {"name": "grpc", "containerPort": port, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": spec.serving.port, "protocol": "TCP"},
             {"name": "metrics", "containerPort": spec.serving.metrics_port, "protocol": "TCP"},
             {"name": "coordinator", "containerPort": DEFAULT_COORDINATOR_PORT, "protocol": "TCP"},
             *(
@@ -119,6 +135,7 @@ def _container(owner: Owner, valid: ValidSpec, index: int) -> Obj:
                 if spec.serving.http.enabled
                 else []
             ),
+            security.health_port(),
         ],
         "env": _env(owner, valid, index),
         "resources": _resources(valid),
@@ -128,8 +145,9 @@ def _container(owner: Owner, valid: ValidSpec, index: int) -> Obj:
         "volumeMounts": [
             {"name": "worker-config", "mountPath": CONFIG_MOUNT_DIR, "readOnly": True},
             {"name": "checkpoint", "mountPath": CHECKPOINT_MOUNT_DIR, "readOnly": True},
-            {"name": "dshm", "mountPath": "/dev/shm"},
+            *security.volume_mounts(valid),
         ],
+        "securityContext": security.container_security_context(),
     }
 
 
@@ -140,8 +158,9 @@ def _unhashed_pod_template(owner: Owner, valid: ValidSpec, index: int) -> Obj:
         "volumes": [
             {"name": "worker-config", "configMap": {"name": config_map_name(owner.name)}},
             _checkpoint_volume(valid),
-            {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+            *security.volumes(owner.name, valid, index),
         ],
+        "securityContext": security.pod_security_context(valid),
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": spec.serving.drain_grace_seconds + 10,
     }

@@ -3,6 +3,8 @@
   grok generate --target HOST:PORT "prompt" [--max-tokens N --temperature T ... --json]
   grok info --target HOST:PORT
   grok health --target HOST:PORT
+  (each takes --tls --ca CA.pem [--cert C.pem --key K.pem] for TLS and mutual TLS, and --token T
+   or $GROK_TOKEN for a worker that wants a bearer token)
 
 `generate` streams text to stdout as it arrives (or prints one JSON object with --json). A gRPC
 error prints the server's status code and message to stderr and exits 1; `health` exits 1 unless
@@ -20,6 +22,7 @@ from collections.abc import Sequence
 import grpc
 from google.protobuf import json_format
 
+from grok_worker.client import security
 from grok_worker.client.client import GrokClient
 
 DEFAULT_TARGET = os.environ.get("GROK_TARGET", "127.0.0.1:50051")
@@ -32,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
         "--target", default=DEFAULT_TARGET, help="HOST:PORT of a worker or Service ($GROK_TARGET)"
     )
     common.add_argument("--timeout", type=float, default=None, help="deadline in seconds")
+    security.add_arguments(common)
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", parents=[common], help="generate a completion, streaming it")
     gen.add_argument("prompt", help="prompt text ('-' reads stdin)")
@@ -98,7 +102,7 @@ def _generate(client: GrokClient, args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        with GrokClient(args.target, timeout=args.timeout) as client:
+        with GrokClient(args.target, args.timeout, security.from_arguments(args)) as client:
             if args.command == "generate":
                 return _generate(client, args)
             if args.command == "info":
@@ -113,6 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         details = err.details()
         print(f"grok {args.command}: {code.name}: {details}", file=sys.stderr)
         return 1
+    except ValueError as err:  # an unreadable --ca/--cert/--key, or --cert without --key
+        print(f"grok {args.command}: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

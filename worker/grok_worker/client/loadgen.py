@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 
 import grpc
 
+from grok_worker.client import security
 from grok_worker.client.client import AsyncGrokClient
 
 
@@ -119,7 +120,7 @@ async def run_level(
 
 
 async def main_async(args: argparse.Namespace) -> list[LevelResult]:
-    async with AsyncGrokClient(args.target, timeout=args.timeout) as client:
+    async with AsyncGrokClient(args.target, args.timeout, security.from_arguments(args)) as client:
         deadline = time.monotonic() + args.timeout
         while True:
             with contextlib.suppress(grpc.RpcError):
@@ -149,6 +150,7 @@ async def main_async(args: argparse.Namespace) -> list[LevelResult]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="grok-loadgen", description="Load generator for a Grok worker")
     parser.add_argument("--target", default="127.0.0.1:50051")
+    security.add_arguments(parser)
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8])
     parser.add_argument(
         "--requests", type=int, default=0, help="requests per level (default 2 x concurrency)"

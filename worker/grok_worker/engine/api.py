@@ -30,6 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from grok_worker.contract import default_buckets as default_buckets  # one definition, re-exported
+
 #: Progress callback: (fraction done in [0, 1], message).
 ProgressFn = Callable[[float, str], None]
 
@@ -108,19 +110,6 @@ class Engine(Protocol):
 
     def release(self, slot: int) -> None:
         """Mark slot free; its content is ignored until the next insert."""
-
-
-def default_buckets(max_prompt_len: int, smallest: int = 16) -> tuple[int, ...]:
-    """Powers of two from `smallest` up to and including `max_prompt_len` (which ends the list)."""
-    if max_prompt_len < 1:
-        raise ValueError(f"max_prompt_len must be >= 1, got {max_prompt_len}")
-    buckets: list[int] = []
-    size = min(smallest, max_prompt_len)
-    while size < max_prompt_len:
-        buckets.append(size)
-        size *= 2
-    buckets.append(max_prompt_len)
-    return tuple(buckets)
 
 
 def bucket_for(length: int, buckets: Sequence[int]) -> int:

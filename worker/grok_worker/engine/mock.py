@@ -23,7 +23,8 @@ import numpy as np
 
 from grok_worker.engine.api import EngineSpec, Prefix, ProgressFn, SampledToken, SamplingParams
 from grok_worker.engine.sampling import SlotSampling, sample
-from grok_worker.engine.text import EOS_ID, ByteTokenizer
+from grok_worker.engine.text import ByteTokenizer
+from grok_worker.model_config import EOS_ID
 
 PEAK = 8.0
 _Z = ord("z") + ByteTokenizer.OFFSET

@@ -1,10 +1,14 @@
 """The worker's servers and their lifecycle: start NOT_SERVING, load, compile, join, serve, drain.
 
 Data flow: `WorkerServer.start()` binds grpc.aio with the generation service, grpc.health.v1
-(NOT_SERVING) and reflection, the OpenAI-compatible HTTP API (aiohttp, when `http_port` is set) and
-the metrics exporter; both front doors admit requests through one `Frontend` into one scheduler. `load()` runs the blocking engine factory
-and warmup in a thread (the event loop keeps answering health and ModelInfo with the load state and
-progress), waits for the group's hosts, starts the scheduler and flips health to SERVING.
+(NOT_SERVING) and reflection, the OpenAI-compatible HTTP API (aiohttp, when `http_port` is set),
+the metrics exporter (`/metrics` only) and, when `health_port` is set, a plaintext gRPC server with
+nothing but the same health servicer (for kubelet probes, which cannot speak TLS). With `tls` both
+APIs serve TLS (mutual TLS with a client CA); with `tokens` every call but health and reflection
+needs a bearer token (`server.auth`). Both front doors admit requests through one `Frontend` into
+one scheduler. `load()` runs the blocking engine factory and warmup in a thread (the event loop
+keeps answering health and ModelInfo with the load state and progress), waits for the group's
+hosts, starts the scheduler and flips health to SERVING.
 `drain(grace)` flips to NOT_SERVING (DRAINING), refuses new requests, lets in-flight ones finish
 for up to `grace` seconds, ends the rest with UNAVAILABLE (HTTP 503), and stops the servers.
 """
@@ -24,10 +28,15 @@ from grok_worker.engine.api import Engine, ProgressFn
 from grok_worker.engine.scheduler import Scheduler
 from grok_worker.engine.text import Tokenizer
 from grok_worker.metrics import ServingMetrics
+from grok_worker.server.auth import TokenInterceptor
 from grok_worker.server.frontend import Frontend
+from grok_worker.server.health_port import bind_grpc, health_only_server
 from grok_worker.server.http_api import HttpApi
+from grok_worker.server.metrics_port import MetricsPort
 from grok_worker.server.servicer import GenerationServicer
 from grok_worker.server.state import LoadState, WorkerState, write_termination_message
+from grok_worker.server.tls import TLSFiles, grpc_credentials, ssl_context
+from grok_worker.server.tokens import TokenStore
 from grok_worker.server.wire import HealthServicer, add_generation_service, enable_reflection
 
 log = logging.getLogger(__name__)
@@ -39,14 +48,29 @@ EngineFactory = Callable[[ProgressFn], tuple[Engine, Tokenizer | None]]
 @dataclass(frozen=True)
 class ServerOptions:
     port: int = 0
+    #: Where the gRPC, HTTP and metrics listeners bind ("[::]" or "" = every interface).
     bind_host: str = "[::]"
     #: None disables the exporter; 0 picks a free port.
     metrics_port: int | None = None
     #: None disables the OpenAI-compatible HTTP API; 0 picks a free port.
     http_port: int | None = None
+    #: Plaintext health-only gRPC port; None = none, 0 picks a free port.
+    health_port: int | None = None
+    health_host: str = "127.0.0.1"
+    #: TLS on the gRPC and HTTP APIs (None = plaintext).
+    tls: TLSFiles | None = None
+    #: Accepted bearer tokens (None = no token needed).
+    tokens: TokenStore | None = None
     max_queue: int = 64
     max_stop_strings: int = 8
     drain_grace_seconds: float = 30.0
+
+
+def _describe(options: ServerOptions) -> str:
+    """How the APIs are protected, for the start-up log line."""
+    tls = options.tls
+    transport = "plaintext" if tls is None else "mutual TLS" if tls.mutual else "TLS"
+    return transport + (", bearer tokens" if options.tokens is not None else "")
 
 
 class WorkerServer:
@@ -57,7 +81,8 @@ class WorkerServer:
         self.state = WorkerState(self.health, self.metrics)
         self.frontend = Frontend(self.state, options.max_stop_strings)
         self.servicer = GenerationServicer(self.state, info, self.frontend)
-        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        interceptors = [TokenInterceptor(options.tokens)] if options.tokens is not None else []
+        self.server = grpc.aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
         add_generation_service(self.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = (
@@ -65,10 +90,13 @@ class WorkerServer:
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
         )
         enable_reflection(names, self.server)
-        self.http = HttpApi(self.state, info, self.frontend)
+        self.http = HttpApi(self.state, info, self.frontend, options.tokens)
+        self.metrics_http = MetricsPort(self.metrics.registry)
+        self.health_server = health_only_server(self.health)
         self.port = 0
         self.http_port: int | None = None
         self.metrics_port: int | None = None
+        self.health_port: int | None = None
         self.scheduler: Scheduler | None = None
         self._stopped = asyncio.Event()
         #: Set when the worker can no longer serve (engine error, lost host); `grok-worker serve` exits 1.
@@ -80,36 +108,63 @@ class WorkerServer:
 
     async def start(self) -> int:
         """Bind and start answering (health NOT_SERVING); returns the gRPC port."""
-        address = f"{self.options.bind_host}:{self.options.port}"
-        try:
-            self.port = self.server.add_insecure_port(address)
-        except RuntimeError:  # grpc reports a failed bind as RuntimeError
-            self.port = 0
-        if self.port == 0:
-            raise OSError(f"could not bind the gRPC port {address} (serving.port / --port): is it in use?")
+        options = self.options
+        credentials = grpc_credentials(options.tls) if options.tls is not None else None
+        self.port = bind_grpc(
+            self.server, options.bind_host, options.port, credentials, "serving.port / --port"
+        )
         await self.server.start()
         await self.state.set(LoadState.LOADING)
-        if self.options.http_port is not None:
+        try:
+            await self._start_side_listeners()
+        except OSError:
+            await self._stop_listeners(0)
+            raise
+        log.info(
+            "gRPC on port %d (%s), HTTP on %s, metrics on %s, health-only on %s",
+            self.port,
+            _describe(options),
+            self.http_port,
+            self.metrics_port,
+            self.health_port,
+        )
+        return self.port
+
+    async def _start_side_listeners(self) -> None:
+        options = self.options
+        if options.health_port is not None:
+            self.health_port = bind_grpc(
+                self.health_server,
+                options.health_host,
+                options.health_port,
+                None,
+                "security.health_port / --health-port",
+            )
+            await self.health_server.start()
+        if options.http_port is not None:
+            context = ssl_context(options.tls) if options.tls is not None else None
             try:
-                self.http_port = await self.http.start(self.options.bind_host, self.options.http_port)
+                self.http_port = await self.http.start(options.bind_host, options.http_port, context)
             except OSError as err:
-                await self.server.stop(0)
                 raise OSError(
-                    f"could not bind the HTTP port {self.options.http_port} "
-                    f"(serving.http_port / --http-port): {err}"
+                    f"could not bind the HTTP port {options.http_port} (serving.http_port / --http-port): {err}"
                 ) from err
-        if self.options.metrics_port is not None:
+        if options.metrics_port is not None:
             try:
-                self.metrics_port = self.metrics.serve(self.options.metrics_port)
+                self.metrics_port = await self.metrics_http.start(options.bind_host, options.metrics_port)
             except OSError as err:
-                await self.server.stop(0)
-                await self.http.stop()
                 raise OSError(
-                    f"could not bind the metrics port {self.options.metrics_port} "
+                    f"could not bind the metrics port {options.metrics_port} "
                     f"(serving.metrics_port / --metrics-port): {err}"
                 ) from err
-        log.info("gRPC on port %d, HTTP on %s, metrics on %s", self.port, self.http_port, self.metrics_port)
-        return self.port
+
+    async def _stop_listeners(self, grace: float) -> None:
+        await asyncio.gather(
+            self.server.stop(grace),
+            self.health_server.stop(grace),
+            self.http.stop(),
+            self.metrics_http.stop(),
+        )
 
     def _progress(self, loop: asyncio.AbstractEventLoop, low: float, high: float) -> ProgressFn:
         def report(fraction: float, message: str) -> None:
@@ -191,7 +246,7 @@ class WorkerServer:
                     "retry on another replica"
                 )
                 await self.scheduler.wait_idle(2.0)
-        await asyncio.gather(self.server.stop(1.0), self.http.stop())
+        await self._stop_listeners(1.0)
         if self.scheduler is not None:
             await self.scheduler.stop()
         self.frontend.close()

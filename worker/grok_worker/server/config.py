@@ -17,8 +17,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from grok_worker.contract import Env, GroupEnv, MeshSpec, WorkerConfig
-from grok_worker.engine.api import default_buckets
+from grok_worker.contract import (
+    Env,
+    GroupEnv,
+    MeshSpec,
+    WorkerConfig,
+    default_buckets,
+    prefill_bucket_problem,
+)
+from grok_worker.contract_version import ContractVersionError, accepted_fields
 
 
 class ConfigError(ValueError):
@@ -44,8 +51,8 @@ def _format_validation(source: str, err: ValidationError) -> str:
     return f"{source}: " + "; ".join(problems)
 
 
-#: flag attribute -> (section, field) of WorkerConfig it overrides
-OVERRIDES: dict[str, tuple[str, str]] = {
+#: flag attribute -> path of the WorkerConfig field it overrides (section, [subsection,] field)
+OVERRIDES: dict[str, tuple[str, ...]] = {
     "preset": ("model", "preset"),
     "checkpoint": ("model", "checkpoint_path"),
     "tokenizer": ("model", "tokenizer_path"),
@@ -59,7 +66,20 @@ OVERRIDES: dict[str, tuple[str, str]] = {
     "max_queue": ("serving", "max_queue"),
     "drain_grace": ("serving", "drain_grace_seconds"),
     "prefill_buckets": ("serving", "prefill_buckets"),
+    "tls_cert": ("security", "tls", "cert_file"),
+    "tls_key": ("security", "tls", "key_file"),
+    "tls_client_ca": ("security", "tls", "client_ca_file"),
+    "tokens_dir": ("security", "tokens_dir"),
+    "group_secret_file": ("security", "group_secret_file"),
+    "bind": ("security", "bind_address"),
+    "health_port": ("security", "health_port"),
 }
+
+
+def _set(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for key in path[:-1]:
+        data = data.setdefault(key, {})
+    data[path[-1]] = value
 
 
 def load_worker_config(args: argparse.Namespace, environ: dict[str, str] | None = None) -> WorkerConfig:
@@ -72,14 +92,17 @@ def load_worker_config(args: argparse.Namespace, environ: dict[str, str] | None 
             raise ConfigError(f"{source}: config file {path} does not exist")
         try:
             WorkerConfig.from_file(path)  # errors name the file's own fields
-            # Keep only what the file sets, so "explicitly set" stays visible (model_fields_set).
-            data = json.loads(Path(path).read_text())
+            # Keep only what the file sets, so "explicitly set" stays visible (model_fields_set);
+            # a newer operator's fields this worker does not know are dropped (contract_version.py).
+            data = accepted_fields(json.loads(Path(path).read_text()))
         except ValidationError as err:
             raise ConfigError(_format_validation(f"config file {path}", err)) from None
-    for attr, (section, field) in OVERRIDES.items():
+        except ContractVersionError as err:
+            raise ConfigError(f"config file {path}: {err}") from None
+    for attr, path_ in OVERRIDES.items():
         value = getattr(args, attr, None)
         if value is not None:
-            data.setdefault(section, {})[field] = value
+            _set(data, path_, value)
     try:
         return WorkerConfig.model_validate(data)
     except ValidationError as err:
@@ -96,12 +119,9 @@ def prefill_buckets(config: WorkerConfig, model_max_seq_len: int | None = None) 
     buckets = config.serving.prefill_buckets
     if not buckets:
         return default_buckets(max(1, max_len // 2))
-    if any(b <= 0 for b in buckets) or list(buckets) != sorted(set(buckets)):
-        raise ConfigError(f"serving.prefill_buckets={list(buckets)} must be positive and strictly ascending")
-    if buckets[-1] >= max_len:
-        raise ConfigError(
-            f"serving.prefill_buckets: the largest bucket {buckets[-1]} must be below serving.max_seq_len={max_len}"
-        )
+    problem = prefill_bucket_problem(buckets, max_len, "serving.prefill_buckets")
+    if problem is not None:
+        raise ConfigError(problem)
     return tuple(buckets)
 
 

@@ -1,6 +1,7 @@
 """A follower host of a multi-host group: health only, replays the leader's engine calls.
 
-Data flow: start grpc.health.v1 (NOT_SERVING) -> build and warm up the same engine as the leader
+Data flow: start grpc.health.v1 (NOT_SERVING) on the serving port (TLS when configured) and on the
+plaintext health-only port when one is set -> build and warm up the same engine as the leader
 (same compiled steps on the same global mesh) -> connect to the leader's step broadcast -> SERVING
 -> replay every frame (`engine.multihost.run_follower`) in a thread. Exits 0 when the leader shuts
 the group down (or on SIGTERM), 1 when the leader is lost or a replayed step fails.
@@ -14,30 +15,48 @@ import threading
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from grok_worker.engine.api import Engine
 from grok_worker.engine.multihost import HostLostError, StepFollower, run_follower
+from grok_worker.engine.step_handshake import HandshakeRefusedError
 from grok_worker.server.app import EngineFactory
+from grok_worker.server.health_port import bind_grpc, health_only_server
 from grok_worker.server.process import JOIN_TIMEOUT_SECONDS, exit_now, install_signals
+from grok_worker.server.security import Security
+from grok_worker.server.tls import grpc_credentials
 from grok_worker.server.wire import HealthServicer
 
 log = logging.getLogger("grok_worker.follower")
 
 
+async def _health_servers(health: HealthServicer, port: int, security: Security) -> list[grpc.aio.Server]:
+    servers = [health_only_server(health)]
+    credentials = grpc_credentials(security.tls) if security.tls is not None else None
+    bind_grpc(servers[0], security.bind_host, port, credentials, "serving.port / --port")
+    if security.health_port is not None:
+        servers.append(health_only_server(health))
+        bind_grpc(
+            servers[1],
+            security.health_host,
+            security.health_port,
+            None,
+            "security.health_port / --health-port",
+        )
+    for server in servers:
+        await server.start()
+    return servers
+
+
 async def serve_follower(
-    factory: EngineFactory, bind: str, port: int, leader: tuple[str, int], process_id: int
+    factory: EngineFactory, port: int, security: Security, follower: StepFollower
 ) -> int:
-    server = grpc.aio.server()
     health = HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    server.add_insecure_port(f"{bind}:{port}")
-    await server.start()
+    servers = await _health_servers(health, port, security)
     await health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     stop = asyncio.Event()
     install_signals(stop)
     loop = asyncio.get_running_loop()
-    follower = StepFollower(leader[0], leader[1], process_id)
 
     def join() -> Engine:
         engine, _ = factory(lambda fraction, message: None)
@@ -52,9 +71,14 @@ async def serve_follower(
     stopping.cancel()
     if not joining.done():
         log.info("stopped while loading; exiting")
-        await server.stop(0)
+        await asyncio.gather(*(server.stop(0) for server in servers))
         exit_now(0)
-    engine = joining.result()  # a failed load raises here: traceback and exit 1
+    try:
+        engine = joining.result()  # a failed load raises here: traceback and exit 1
+    except (HandshakeRefusedError, TimeoutError) as err:
+        log.error("could not join the group's step channel: %s", err)
+        await asyncio.gather(*(server.stop(0) for server in servers))
+        return 1
     await health.set("", health_pb2.HealthCheckResponse.SERVING)
     result: dict[str, int] = {}
 
@@ -74,7 +98,7 @@ async def serve_follower(
     await stop.wait()
     await health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     follower.close()
-    await server.stop(0.5)
+    await asyncio.gather(*(server.stop(0.5) for server in servers))
     code = result.get("code", 0)
     log.info("follower exiting with %d", code)
     return code

@@ -18,7 +18,8 @@ from typing import TypeVar
 from grok.v1 import generation_pb2 as pb
 from grok_worker.engine.requests import NotAcceptingError
 from grok_worker.engine.scheduler import RequestHandle, Scheduler
-from grok_worker.engine.text import BOS_ID, Tokenizer
+from grok_worker.engine.text import Tokenizer
+from grok_worker.model_config import BOS_ID
 from grok_worker.server.state import LoadState, WorkerState
 from grok_worker.server.validation import InvalidRequestError, check_token_ids, generation_request
 

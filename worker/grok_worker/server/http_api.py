@@ -18,17 +18,20 @@ from __future__ import annotations
 import json
 import logging
 import math
-import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from grok.v1 import generation_pb2 as pb
 from grok_worker.engine.requests import FinishReason, QueueFullError, TokenEvent
 from grok_worker.engine.scheduler import RequestHandle
+from grok_worker.server.auth import token_middleware
 from grok_worker.server.frontend import Frontend, NoTokenizerError, UnavailableError
+from grok_worker.server.listen import listen
 from grok_worker.server.openai_schema import (
     BodyError,
     ChatBody,
@@ -41,6 +44,7 @@ from grok_worker.server.openai_schema import (
     parse_body,
 )
 from grok_worker.server.state import LoadState, WorkerState
+from grok_worker.server.tokens import TokenStore
 from grok_worker.server.validation import InvalidRequestError
 
 log = logging.getLogger(__name__)
@@ -106,12 +110,17 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 class HttpApi:
-    def __init__(self, state: WorkerState, info: pb.ModelInfo, frontend: Frontend) -> None:
+    def __init__(
+        self, state: WorkerState, info: pb.ModelInfo, frontend: Frontend, tokens: TokenStore | None = None
+    ) -> None:
         self.state = state
         self.info = info
         self.frontend = frontend
         self.started = int(time.time())
-        self.app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_errors])
+        middlewares: list[Middleware] = [_errors]
+        if tokens is not None:
+            middlewares.insert(0, token_middleware(tokens))
+        self.app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
         self.app.add_routes(
             [
                 web.post("/v1/completions", self.completions),
@@ -124,12 +133,12 @@ class HttpApi:
         self._runner: web.AppRunner | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------------
-    async def start(self, host: str, port: int) -> int:
-        """Bind and serve; returns the port (port 0 picks a free one)."""
-        sock = _listen(host, port)
+    async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> int:
+        """Bind and serve (HTTPS with `tls`); returns the port (port 0 picks a free one)."""
+        sock = listen(host, port)
         runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None)
         await runner.setup()
-        await web.SockSite(runner, sock).start()
+        await web.SockSite(runner, sock, ssl_context=tls).start()
         self._runner = runner
         return int(sock.getsockname()[1])
 
@@ -264,18 +273,6 @@ class HttpApi:
         tokens = [self._token_text(event.token)] if has_token and event.token is not None else []
         logprobs = [event.logprob] if tokens else []
         return reply.chunk(event.text, tokens, logprobs, offset, finish, first)
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """A listening socket on gRPC's bind address: "[::]" is every interface, IPv4 and IPv6 on one
-    port (asyncio would bind two sockets, v6-only, with two different ports for port 0)."""
-    host = host.strip("[]")
-    if host in ("", "::", "0.0.0.0"):
-        if socket.has_dualstack_ipv6():
-            return socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True)
-        return socket.create_server(("0.0.0.0", port))
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family)
 
 
 def _sse(obj: dict[str, Any]) -> bytes:

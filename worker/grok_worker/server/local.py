@@ -19,6 +19,8 @@ from grok.v1 import generation_pb2 as pb
 from grok_worker.engine.api import Engine
 from grok_worker.engine.text import Tokenizer
 from grok_worker.server.app import ServerOptions, WorkerServer
+from grok_worker.server.tls import TLSFiles
+from grok_worker.server.tokens import TokenStore
 
 
 async def start_local_server(
@@ -30,12 +32,18 @@ async def start_local_server(
     metrics: bool = False,
     http: bool = False,
     preset: str = "mock",
+    health_port: bool = False,
+    tls: TLSFiles | None = None,
+    tokens: TokenStore | None = None,
 ) -> WorkerServer:
     options = ServerOptions(
         port=0,
         bind_host="127.0.0.1",
         metrics_port=0 if metrics else None,
         http_port=0 if http else None,
+        health_port=0 if health_port else None,
+        tls=tls,
+        tokens=tokens,
         max_queue=max_queue,
         max_stop_strings=max_stop_strings,
         drain_grace_seconds=5.0,

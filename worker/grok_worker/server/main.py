@@ -18,16 +18,15 @@ import logging
 import sys
 
 from grok.v1 import generation_pb2 as pb
+from grok_worker.contract import STEP_PORT_OFFSET
 from grok_worker.engine.api import Engine, ProgressFn
-from grok_worker.engine.multihost import (
-    BroadcastingEngine,
-    StepBroadcaster,
-)
+from grok_worker.engine.multihost import BroadcastingEngine, StepBroadcaster, StepFollower
 from grok_worker.engine.text import Tokenizer
 from grok_worker.server.app import EngineFactory, ServerOptions, WorkerServer
 from grok_worker.server.config import ConfigError, ResolvedConfig, parse_buckets, resolve
 from grok_worker.server.follower import serve_follower
 from grok_worker.server.process import JOIN_TIMEOUT_SECONDS, exit_now, install_signals
+from grok_worker.server.security import Security, load_security
 
 log = logging.getLogger("grok_worker.serve")
 
@@ -72,7 +71,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--mock-step-delay", type=float, default=0.0, help="seconds per decode step of the mock engine")
     a("--random-weights", action="store_true", help="no checkpoint: random weights (demos and benchmarks)")
     a("--step-port", type=int, help="leader's step-broadcast port (default: coordinator port + 1)")
-    a("--bind", default="[::]", help="address to bind the gRPC port on")
+    a(
+        "--bind",
+        help="address the gRPC, HTTP and metrics ports bind, '' = every interface (security.bind_address)",
+    )
+    a("--tls-cert", help="PEM certificate: serve TLS on gRPC and HTTP (security.tls.cert_file)")
+    a("--tls-key", help="PEM private key of --tls-cert (security.tls.key_file)")
+    a(
+        "--tls-client-ca",
+        help="PEM CA bundle: require client certificates, mutual TLS (security.tls.client_ca_file)",
+    )
+    a("--tokens-dir", help="directory of bearer-token files; set = tokens required (security.tokens_dir)")
+    a(
+        "--group-secret-file",
+        help="key authenticating the multi-host step channel (security.group_secret_file)",
+    )
+    a("--health-port", type=int, help="plaintext grpc.health.v1-only port, 0 = none (security.health_port)")
     a("--log-level", default="INFO")
 
 
@@ -84,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         config = resolve(args, model_engine=args.engine == "model")
         factory, info = _engine_factory(args, config)
         step_port = _step_port(args, config) if config.group.multi_host else 0
+        security = load_security(config.worker.security, config.group)
     except ConfigError as err:
         print(f"grok-worker serve: invalid configuration: {err}", file=sys.stderr)
         return 2
@@ -93,11 +108,14 @@ def run(args: argparse.Namespace) -> int:
 
         initialize_distributed(group)
     if group.is_leader:
-        return asyncio.run(_serve_leader(args, config, factory, info, step_port))
+        return asyncio.run(_serve_leader(config, factory, info, step_port, security))
     leader_host = group.coordinator_address.rpartition(":")[0].strip("[]")
     return asyncio.run(
         serve_follower(
-            factory, args.bind, config.worker.serving.port, (leader_host, step_port), group.process_id
+            factory,
+            config.worker.serving.port,
+            security,
+            StepFollower(leader_host, step_port, group.process_id, security.group_key, group.group_name),
         )
     )
 
@@ -158,26 +176,35 @@ def _step_port(args: argparse.Namespace, config: ResolvedConfig) -> int:
     _, _, port = config.group.coordinator_address.rpartition(":")
     if not port.isdigit():
         raise ConfigError(f"GROK_COORDINATOR_ADDRESS={config.group.coordinator_address!r} must be host:port")
-    return int(port) + 1
+    return int(port) + STEP_PORT_OFFSET
 
 
-async def _serve_leader(
-    args: argparse.Namespace,
-    config: ResolvedConfig,
-    factory: EngineFactory,
-    info: pb.ModelInfo,
-    step_port: int,
-) -> int:
+def server_options(config: ResolvedConfig, security: Security) -> ServerOptions:
     serving = config.worker.serving
-    options = ServerOptions(
+    return ServerOptions(
         port=serving.port,
-        bind_host=args.bind,
+        bind_host=security.bind_host,
         metrics_port=serving.metrics_port or None,
         http_port=serving.http_port or None,
+        health_port=security.health_port,
+        health_host=security.health_host,
+        tls=security.tls,
+        tokens=security.tokens,
         max_queue=serving.max_queue,
         max_stop_strings=serving.max_stop_strings,
         drain_grace_seconds=serving.drain_grace_seconds,
     )
+
+
+async def _serve_leader(
+    config: ResolvedConfig,
+    factory: EngineFactory,
+    info: pb.ModelInfo,
+    step_port: int,
+    security: Security,
+) -> int:
+    serving = config.worker.serving
+    options = server_options(config, security)
     _fill_limits(info, config)
     server = WorkerServer(info, options)
     stop = asyncio.Event()
@@ -195,7 +222,10 @@ async def _serve_leader(
 
     wrapped = factory
     if config.group.multi_host:
-        broadcaster = StepBroadcaster(step_port, config.group.num_processes - 1, lost)
+        group = config.group
+        broadcaster = StepBroadcaster(
+            step_port, group.num_processes - 1, lost, security.step_host, security.group_key, group.group_name
+        )
 
         def wrapped(progress: ProgressFn) -> tuple[Engine, Tokenizer | None]:
             assert broadcaster is not None

@@ -12,7 +12,8 @@ import secrets
 from grok.v1 import generation_pb2 as pb
 from grok_worker.engine.api import EngineSpec, SamplingParams
 from grok_worker.engine.requests import GenerationRequest
-from grok_worker.engine.text import BOS_ID, Tokenizer
+from grok_worker.engine.text import Tokenizer
+from grok_worker.model_config import BOS_ID
 
 #: Longest stop string accepted, in characters.
 MAX_STOP_CHARS = 256

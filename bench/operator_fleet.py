@@ -1,0 +1,214 @@
+"""Figure 13: the operator at fleet size (`python -m bench fleet`).
+
+Starts the local control plane with enough kwok GPU nodes (8 GPUs each; 130 for 1,000 objects),
+runs the real operator in-process (`grok_operator.runtime.OperatorThread`, default settings), and
+measures:
+- N one-GPU GrokDeployments to Ready: create them all at once (8 client threads) and time until
+  every one reports phase Ready; reported ÷ the limit of 120 s (goal <= 1).
+- An idle window (GROK_BENCH_IDLE_S seconds, default 300): write requests on the operator's kinds
+  (the kube-apiserver's own `apiserver_request_total`, plus the Events the operator's client
+  posted; goal 0) and LIST requests on the children's kinds (StatefulSets, Services, ConfigMaps,
+  Pods) from the same counter, by any client, ÷ the LISTs the passes in the window would have made
+  before the watch-fed cache (4 per pass; goal <= 0.01): what remains are the watches' own re-lists
+  (after a "410 Gone"; the notes show WATCH restarts). The operator's own client's LIST count
+  (`KubeApi.list_calls`) is reported beside: it must stay 0, a pass reads the watch-fed cache.
+- The process's resident memory (VmRSS) after the window, and its growth since before the
+  operator started (the operator's share: its caches, watches and threads).
+
+Size: GROK_BENCH_FLEET (default 1000) objects; `--size smoke` runs 10 with a 5 s window.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from bench.operator_apply import Bench, grok_deployment, install_crd, operator_writes, parse_write_counts
+from bench.options import Options
+from bench.report import Figure, Result
+
+NAME = "fleet"
+READY_LIMIT_S = 120.0
+GPUS_PER_NODE = 8
+#: Resources whose LISTs an idle operator must not cause.
+LISTED = frozenset({"grokdeployments", "statefulsets", "services", "configmaps", "pods"})
+_SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\}\s+(?P<value>[0-9.e+]+)$")
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def request_counts(metrics_text: str, verb: str) -> Counter[str]:
+    """Requests with `verb` (LIST, WATCH) per resource in LISTED, from the apiserver's metrics."""
+    counts: Counter[str] = Counter()
+    for line in metrics_text.splitlines():
+        match = _SAMPLE.match(line)
+        if not match:
+            continue
+        labels = dict(_LABEL.findall(match.group("labels")))
+        if labels.get("verb") == verb and labels.get("resource") in LISTED and not labels.get("subresource"):
+            counts[labels["resource"]] += int(float(match.group("value")))
+    return counts
+
+
+def rss_bytes() -> int:
+    """This process's resident set size (Linux /proc)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def sizes(options: Options) -> tuple[int, float]:
+    """(GrokDeployments, idle seconds) for this run."""
+    if options.smoke:
+        return 10, 5.0
+    return int(os.environ.get("GROK_BENCH_FLEET", "1000")), float(os.environ.get("GROK_BENCH_IDLE_S", "300"))
+
+
+def create_fleet(bench: Bench, namespace: str, count: int) -> float:
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda i: bench.create(grok_deployment(f"fleet-{i}", namespace)), range(count)))
+    return time.perf_counter() - start
+
+
+def wait_ready(
+    bench: Bench, namespace: str, count: int, timeout: float, result: Result, start: float
+) -> tuple[float | None, int]:
+    """Seconds until `count` are Ready (None on timeout) and how many were Ready at the end; notes
+    when every one first had a status (the operator's first pass done) and Ready counts over time.
+    Times count from `start` (the first create)."""
+    ready: int = 0
+    acted: float | None = None
+    progress: list[tuple[float, int]] = []
+    while time.perf_counter() - start < timeout:
+        listing = bench.custom.list_namespaced_custom_object(
+            bench.c.GROUP, bench.c.VERSION, namespace, bench.c.PLURAL
+        )
+        phases = [(gd.get("status") or {}).get("phase") for gd in listing["items"]]  # type: ignore[index]
+        ready = phases.count("Ready")
+        elapsed = time.perf_counter() - start
+        if acted is None and len(phases) >= count and all(phases):
+            acted = elapsed
+            result.note("operator first passes", f"every GrokDeployment had a status after {acted:.1f} s")
+        if not progress or elapsed - progress[-1][0] >= 30:
+            progress.append((elapsed, ready))
+        if ready >= count:
+            break
+        time.sleep(1.0)
+    else:
+        return None, ready
+    result.note("ready over time", ", ".join(f"{t:.0f} s: {n}" for t, n in progress))
+    return time.perf_counter() - start, ready
+
+
+def measure_idle(bench: Bench, operator: Any, namespace: str, idle_s: float, result: Result) -> None:
+    state_before = bench.cluster_state([namespace])
+    metrics = bench.handle.kubectl("get", "--raw", "/metrics").stdout
+    writes0, lists0, watches0 = (
+        parse_write_counts(metrics),
+        request_counts(metrics, "LIST"),
+        request_counts(metrics, "WATCH"),
+    )
+    if not lists0:
+        raise RuntimeError("apiserver_request_total shows no LIST at all: its format changed")
+    ops0, own_lists0 = operator_writes(operator), operator.state.api.list_calls
+    passes0 = operator.state.passes
+    time.sleep(idle_s)
+    metrics = bench.handle.kubectl("get", "--raw", "/metrics").stdout
+    writes = parse_write_counts(metrics) - writes0
+    lists = request_counts(metrics, "LIST") - lists0
+    watches = request_counts(metrics, "WATCH") - watches0
+    ops, own_lists = operator_writes(operator) - ops0, operator.state.api.list_calls - own_lists0
+    passes = operator.state.passes - passes0
+    state_after = bench.cluster_state([namespace])
+    writes.pop("events", None)  # every component posts Events; the operator's come from its client
+    own_events = sum(n for kind, n in ops.items() if kind.endswith(" Event"))
+    result.add(Figure(NAME, "idle_writes", float(sum(writes.values()) + own_events), "requests", goal="==0"))
+    child_lists = sum(n for kind, n in lists.items() if kind != "grokdeployments")
+    result.add(
+        Figure(
+            NAME,
+            "idle_child_lists_per_pass_list",
+            float(child_lists),
+            "requests",
+            baseline=4.0 * passes,
+            goal="<=0.01",
+            limited_by="LISTs by any client; the watches re-list after a 410 Gone (see WATCH restarts)",
+        )
+    )
+    result.add(Figure(NAME, "idle_operator_client_lists", float(own_lists), "requests", goal="==0"))
+    changed = "" if state_after == state_before else f" (changed from {state_before})"
+    result.note(
+        "idle window",
+        f"{idle_s:.0f} s; (Ready nodes, Ready GrokDeployments) = {state_after}{changed}; apiserver writes "
+        f"{dict(writes) or '{}'}, operator Events {own_events}; LISTs {dict(lists) or '{}'}; "
+        f"WATCH (re)starts {dict(watches) or '{}'}; {passes} reconcile passes (a LIST per child kind "
+        "each before the watch-fed cache: the baseline)",
+    )
+
+
+def measure(handle: Any, options: Options, result: Result, count: int, idle_s: float) -> None:
+    from grok_operator.runtime import OperatorConfig, OperatorThread
+
+    install_crd(handle)
+    bench = Bench(handle)
+    rss_before = rss_bytes()
+    operator = OperatorThread(OperatorConfig(kubeconfig=handle.kubeconfig, all_namespaces=True)).start()
+    try:
+        namespace = bench.namespace(f"bench-fleet-{os.getpid()}")
+        start = time.perf_counter()
+        created = create_fleet(bench, namespace, count)
+        timeout = 60.0 if options.smoke else max(10 * READY_LIMIT_S, 600.0)
+        to_ready, ready = wait_ready(bench, namespace, count, timeout, result, start)
+        if to_ready is None:  # report what was reached rather than nothing
+            result.add(Figure(NAME, "ready_at_timeout", float(ready), "objects", baseline=count, goal=">=1"))
+            result.note("fleet", f"only {ready} of {count} Ready after {timeout:.0f} s: no idle window")
+            return
+        result.add(
+            Figure(
+                NAME, f"{count}_grokdeployments_to_ready", to_ready, "s", baseline=READY_LIMIT_S, goal="<=1"
+            )
+        )
+        result.note(
+            "fleet",
+            f"{count} created in {created:.1f} s (8 client threads); all Ready {to_ready:.1f} s after the first create",
+        )
+        time.sleep(5.0)  # the last status writes land
+        measure_idle(bench, operator, namespace, idle_s, result)
+        rss = rss_bytes()
+        result.add(Figure(NAME, "process_rss", rss / 2**20, "MiB"))
+        result.add(Figure(NAME, "operator_rss_growth", (rss - rss_before) / 2**20, "MiB"))
+    finally:
+        operator.stop()
+
+
+def run(options: Options) -> Result:
+    from grok_devcluster.cluster import ClusterOptions, start_cluster
+    from grok_devcluster.nodes import GpuNodeSpec
+
+    count, idle_s = sizes(options)
+    nodes = math.ceil(count * 1.04 / GPUS_PER_NODE)  # 130 for 1,000: a few GPUs to spare
+    started = time.perf_counter()
+    cluster = start_cluster(
+        ClusterOptions(
+            name=f"fleet-{os.getpid()}",
+            gpu_nodes=nodes,
+            node_spec=GpuNodeSpec(gpus=GPUS_PER_NODE),
+            die_with_parent=True,
+        )
+    )
+    result = Result(NAME)
+    result.note(
+        "cluster", f"{nodes} kwok nodes x {GPUS_PER_NODE} GPUs up in {time.perf_counter() - started:.0f} s"
+    )
+    try:
+        measure(cluster.handle, options, result, count, idle_s)
+    finally:
+        cluster.stop()
+    return result

@@ -1,0 +1,162 @@
+"""GrokDeployments' children from the operator's own watches, not from LISTs on every pass.
+
+Data flow: kopf watches StatefulSets, Services, ConfigMaps and Pods (one LIST, then a WATCH, per
+kind); the index handlers in handlers.py hand each event's object to `index_entry()`, which keys
+it by (namespace, GrokDeployment name) and keeps a slim copy (no managedFields) in a kopf index.
+kopf fills every index before it starts any daemon, so the first pass after a restart already sees
+every child. Before each pass the daemon, on the event loop that owns the indexes, calls
+`ChildCache.observed()`; that copies one GrokDeployment's entries into an `Observed` the reconcile
+thread reads while the loop keeps updating the indexes (single owner: the thread never touches
+them).
+
+Writes the watch has not delivered yet: a pass that just applied a Service would otherwise see it
+missing on the next pass (woken by the StatefulSet's event, which can overtake the Service's) and
+apply it again. The reconcile thread records what it applied (the apiserver's answer) and what it
+deleted in `Written`, under a lock; `observed()` prefers a recorded object whose resourceVersion
+is newer than the watched one, hides recorded deletions, and drops each record once the watch has
+caught up with it (or after `RECORD_SECONDS`, whichever comes first).
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from grok_operator import constants as c
+from grok_operator.kube import Observed
+
+Obj = dict[str, Any]
+#: (namespace, GrokDeployment name): what a child's `LABEL_DEPLOYMENT` label points at.
+Key = tuple[str, str]
+#: The kinds the cache holds, as the index handlers name them.
+KINDS = ("StatefulSet", "Service", "ConfigMap", "Pod")
+#: How long a write is remembered at most: the watch delivers it well within this.
+RECORD_SECONDS = 30.0
+
+
+def slim(body: Mapping[str, Any]) -> Obj:
+    """A private deep copy of a watched object without its managedFields (the bulk of a pod)."""
+    obj: Obj = copy.deepcopy(dict(body))
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+    return obj
+
+
+def index_entry(namespace: str | None, body: Mapping[str, Any]) -> dict[Key, Obj] | None:
+    """The index entry of one watched child, or None when it belongs to no GrokDeployment."""
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    owner = labels.get(c.LABEL_DEPLOYMENT)
+    if not namespace or not owner:
+        return None
+    return {(namespace, str(owner)): slim(body)}
+
+
+def _version(obj: Mapping[str, Any]) -> int:
+    raw = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+    return int(raw) if raw.isdigit() else -1
+
+
+def _identity(obj: Mapping[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("name", "")), str(meta.get("uid", ""))
+
+
+@dataclass
+class _Record:
+    applied: dict[tuple[str, str], tuple[Obj, float]] = field(default_factory=dict)
+    #: (kind, uid) -> when deleted.
+    deleted: dict[tuple[str, str], float] = field(default_factory=dict)
+
+
+class Written:
+    """Writes the reconcile threads made that the watches may not have delivered yet (locked)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: dict[Key, _Record] = {}
+
+    def applied(self, obj: Mapping[str, Any], now: float | None = None) -> None:
+        meta = obj.get("metadata") or {}
+        key = (str(meta.get("namespace", "")), str((meta.get("labels") or {}).get(c.LABEL_DEPLOYMENT, "")))
+        if not all(key):
+            return
+        with self._lock:
+            record = self._records.setdefault(key, _Record())
+            record.applied[(str(obj.get("kind", "")), str(meta.get("name", "")))] = (
+                slim(obj),
+                time.monotonic() if now is None else now,
+            )
+
+    def deleted(self, key: Key, kind: str, uid: str, now: float | None = None) -> None:
+        with self._lock:
+            self._records.setdefault(key, _Record()).deleted[(kind, uid)] = (
+                time.monotonic() if now is None else now
+            )
+
+    def forget(self, key: Key) -> None:
+        with self._lock:
+            self._records.pop(key, None)
+
+    def pending(self) -> int:
+        """Records not yet confirmed by a watch (tests and diagnostics)."""
+        with self._lock:
+            return sum(len(r.applied) + len(r.deleted) for r in self._records.values())
+
+    def merge(self, key: Key, kind: str, watched: Iterable[Obj], now: float | None = None) -> list[Obj]:
+        """`watched` objects of `kind` for `key`, corrected by this operator's unconfirmed writes."""
+        now = time.monotonic() if now is None else now
+        horizon = now - RECORD_SECONDS
+        seen = list(watched)
+        with self._lock:
+            record = self._records.get(key)
+            if record is None:
+                return seen
+            uids = {_identity(o)[1] for o in seen}
+            for (k, uid), at in list(record.deleted.items()):
+                if k == kind and (uid not in uids or at < horizon):
+                    del record.deleted[(k, uid)]  # the watch saw it go (or long enough ago)
+            gone = {uid for (k, uid) in record.deleted if k == kind}
+            out = {_identity(o)[0]: o for o in seen if _identity(o)[1] not in gone}
+            for (k, name), (obj, at) in list(record.applied.items()):
+                if k != kind:
+                    continue
+                live = out.get(name)
+                if at < horizon or (live is not None and _version(live) >= _version(obj)):
+                    del record.applied[(k, name)]  # the watch caught up
+                elif _identity(obj)[1] not in gone:
+                    out[name] = obj
+            if not record.applied and not record.deleted:
+                del self._records[key]
+            return list(out.values())
+
+
+class ChildCache:
+    """Reads the kopf indexes (on the event loop only) and the `Written` records into `Observed`."""
+
+    def __init__(self) -> None:
+        self.written = Written()
+
+    def observed(self, key: Key, indexes: Mapping[str, Mapping[Key, Iterable[Obj]]]) -> Observed:
+        """One GrokDeployment's children; call on the event loop that owns `indexes` (kind -> index).
+
+        The objects are the index's own copies, never changed after they are stored, so the
+        reconcile thread may read them while the loop replaces entries."""
+
+        def merged(kind: str) -> list[Obj]:
+            store = indexes[kind].get(key)
+            return self.written.merge(key, kind, list(store) if store is not None else [])
+
+        def by_name(kind: str) -> dict[str, Obj]:
+            return {o["metadata"]["name"]: o for o in merged(kind)}
+
+        return Observed(
+            statefulsets=by_name("StatefulSet"),
+            services=by_name("Service"),
+            config_maps=by_name("ConfigMap"),
+            pods=merged("Pod"),
+        )

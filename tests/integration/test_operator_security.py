@@ -1,0 +1,208 @@
+"""The operator's security children against the real control plane (kwok nodes):
+
+- in a namespace that enforces the restricted Pod Security Standard, the apiserver admits the
+  worker pods the StatefulSet controller creates (and refuses a plain pod, to show it enforces);
+- each replica group gets a NetworkPolicy as specified, removed when spec.networkPolicy is off;
+- each group gets its step-key Secret once: the same object and key across many passes, mounted
+  by the group's pods;
+- a missing TLS Secret is reported in the Ready condition with the field and the fix, and the
+  group is rendered with TLS once the Secret exists.
+
+One in-process operator serves the module (resync every 2 s). Cost: ~40 s on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from test_operator_support import Kube, operator_fixture, small, wait_for
+
+from grok_operator import constants as c
+from grok_operator.runtime import OperatorThread
+from grok_worker.contract import (
+    CONFIG_FILE_NAME,
+    DEFAULT_COORDINATOR_PORT,
+    DEFAULT_HEALTH_PORT,
+    DEFAULT_STEP_PORT,
+    WorkerConfig,
+)
+
+pytestmark = pytest.mark.cluster
+
+STEP_PORT = DEFAULT_STEP_PORT
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: Any) -> Iterator[OperatorThread]:
+    yield from operator_fixture(cluster)
+
+
+@pytest.fixture
+def kube(cluster: Any, namespace: str, operator: OperatorThread) -> Kube:
+    return Kube(cluster, namespace)
+
+
+def _restrict(kube: Kube) -> None:
+    kube.cluster.kubectl(
+        "label", "namespace", kube.namespace,
+        "pod-security.kubernetes.io/enforce=restricted", "pod-security.kubernetes.io/enforce-version=latest",
+    )  # fmt: skip
+
+
+def _checkpoint_claim(kube: Kube, name: str) -> dict[str, Any]:
+    """A PersistentVolumeClaim bound to a PersistentVolume made for it: the restricted standard
+    refuses hostPath volumes in pods, so a checkpoint there comes through a claim."""
+    volume = f"{kube.namespace}-{name}"
+    pv = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": volume},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadOnlyMany"],
+            "storageClassName": "",
+            "hostPath": {"path": "/models/tiny"},
+            "claimRef": {"namespace": kube.namespace, "name": name},
+        },
+    }
+    pvc = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "namespace": kube.namespace},
+        "spec": {
+            "accessModes": ["ReadOnlyMany"],
+            "storageClassName": "",
+            "volumeName": volume,
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
+    kube.apply(pv)
+    kube.apply(pvc)
+    return {"preset": "tiny", "checkpoint": {"pvc": {"claimName": name}}}
+
+
+def test_the_restricted_pod_security_standard_admits_the_worker_pods(kube: Kube) -> None:
+    _restrict(kube)
+    model = _checkpoint_claim(kube, "weights")
+    plain = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "plain", "namespace": kube.namespace},
+        "spec": {"containers": [{"name": "c", "image": "example.invalid/plain"}]},
+    }
+    refused = kube.cluster.kubectl("apply", "-f", "-", input=json.dumps(plain), check=False)
+    assert refused.returncode != 0
+    assert "violates PodSecurity" in refused.stderr, refused.stderr
+
+    try:
+        kube.apply(small("strict", kube.namespace, replicas=2, model=model))
+        kube.wait_ready("strict", 2)
+    finally:
+        failed = [e["message"] for e in kube.items("events") if e.get("reason") == "FailedCreate"]
+        kube.cluster.kubectl("delete", "pv", f"{kube.namespace}-weights", "--wait=false", check=False)
+    assert failed == []
+    pods = kube.pods("strict")
+    assert sorted(p["metadata"]["name"] for p in pods) == [
+        "strict-g0-0",
+        "strict-g0-1",
+        "strict-g1-0",
+        "strict-g1-1",
+    ]
+    for pod in pods:
+        assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+        container = pod["spec"]["containers"][0]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def _policies(kube: Kube) -> dict[str, dict[str, Any]]:
+    return {p["metadata"]["name"]: p for p in kube.items("networkpolicies")}
+
+
+def _ports(policy: dict[str, Any]) -> dict[int, Any]:
+    return {port["port"]: rule.get("from") for rule in policy["spec"]["ingress"] for port in rule["ports"]}
+
+
+def test_each_group_gets_its_network_policy_and_turning_it_off_removes_them(kube: Kube) -> None:
+    peers = [{"namespaceSelector": {"matchLabels": {"team": "apps"}}}]
+    kube.apply(small("fenced", kube.namespace, replicas=2, networkPolicy={"apiFrom": peers}))
+    kube.wait_ready("fenced", 2)
+    policies = wait_for("two NetworkPolicies", lambda: len(_policies(kube)) == 2 and _policies(kube))
+    assert sorted(policies) == ["fenced-g0", "fenced-g1"]
+    gd = kube.gd("fenced")
+    for index in (0, 1):
+        policy = policies[f"fenced-g{index}"]
+        group = {c.LABEL_DEPLOYMENT: "fenced", c.LABEL_GROUP: f"fenced-g{index}"}
+        assert policy["metadata"]["ownerReferences"][0]["uid"] == gd["metadata"]["uid"]
+        assert policy["spec"]["podSelector"] == {"matchLabels": group}
+        ports = _ports(policy)
+        assert ports[DEFAULT_COORDINATOR_PORT] == [{"podSelector": {"matchLabels": group}}]
+        assert ports[STEP_PORT] == [{"podSelector": {"matchLabels": group}}]
+        assert ports[50051] == peers
+        assert ports[DEFAULT_HEALTH_PORT] is None
+        assert ports[9090] == [{"namespaceSelector": {}}]
+
+    kube.apply(small("fenced", kube.namespace, replicas=2, networkPolicy={"enabled": False}))
+    wait_for("the NetworkPolicies to be removed", lambda: _policies(kube) == {}, 30)
+    assert len(kube.items("statefulsets")) == 2
+
+
+def _step_keys(kube: Kube) -> dict[str, tuple[str, str, str]]:
+    """name -> (uid, resourceVersion, key) of every step-key Secret."""
+    return {
+        s["metadata"]["name"]: (s["metadata"]["uid"], s["metadata"]["resourceVersion"], s["data"]["step-key"])
+        for s in kube.items("secrets", f"{c.LABEL_DEPLOYMENT}=keyed")
+    }
+
+
+def test_each_group_step_key_is_created_once_stays_the_same_and_is_mounted(
+    kube: Kube, operator: OperatorThread
+) -> None:
+    kube.apply(small("keyed", kube.namespace, replicas=2))
+    kube.wait_ready("keyed", 2)
+    first = _step_keys(kube)
+    assert sorted(first) == ["keyed-g0-step-key", "keyed-g1-step-key"]
+    assert first["keyed-g0-step-key"][2] != first["keyed-g1-step-key"][2]
+    # Several passes (resync every 2 s, and a scale-up that makes the operator act) change nothing.
+    kube.cluster.kubectl("scale", "grokdeployment/keyed", "-n", kube.namespace, "--replicas=3")
+    kube.wait_ready("keyed", 3)
+    later = _step_keys(kube)
+    assert {name: later[name] for name in first} == first
+    assert "keyed-g2-step-key" in later
+    for pod in kube.pods("keyed"):
+        group = pod["metadata"]["labels"][c.LABEL_GROUP]
+        volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+        assert volumes["group-key"]["secret"]["secretName"] == f"{group}-step-key"
+
+
+def test_a_missing_tls_secret_is_reported_then_used_once_created(kube: Kube) -> None:
+    kube.apply(small("secure", kube.namespace, replicas=1, serving={"tls": {"secretName": "secure-tls"}}))
+
+    def refused() -> dict[str, Any]:
+        return kube.condition("secure", "Ready") if kube.condition("secure", "Ready").get("reason") else {}
+
+    ready = wait_for("the SecretNotFound condition", refused, 30)
+    assert ready["reason"] == c.Reason.SECRET_NOT_FOUND
+    assert "spec.serving.tls.secretName" in ready["message"]
+    assert "kubectl create secret tls secure-tls" in ready["message"]
+    assert kube.items("statefulsets") == []
+
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {"name": "secure-tls", "namespace": kube.namespace},
+        # Not a real certificate: the operator only checks which keys exist, kwok runs no worker.
+        "stringData": {"tls.crt": "cert", "tls.key": "key", "ca.crt": "ca"},
+    }
+    kube.apply(secret)
+    kube.wait_ready("secure", 1)
+    config_map = kube.get("configmap", "secure-worker-config")
+    assert config_map is not None
+    config = WorkerConfig.model_validate_json(config_map["data"][CONFIG_FILE_NAME])
+    assert config.security.tls.client_ca_file.endswith("/ca.crt")
+    pod = kube.pods("secure")[0]
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["tls"]["secret"]["secretName"] == "secure-tls"

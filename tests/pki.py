@@ -1,0 +1,139 @@
+"""Test certificates made on the spot with `cryptography`: a CA, a server certificate for loopback,
+a client certificate from the same CA, and a client certificate from an unrelated CA.
+
+`make_pki(folder)` writes PEM files and returns their paths; nothing is checked in.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    other_ca: Path
+    other_client_cert: Path
+    other_client_key: Path
+
+
+def _name(common: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+
+def _builder(subject: str, issuer: x509.Name, key: ec.EllipticCurvePrivateKey) -> x509.CertificateBuilder:
+    now = datetime.datetime.now(datetime.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+    )
+
+
+def _ca(common: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        _builder(common, _name(common), key)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def _leaf(
+    common: str, ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey], server: bool
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+    builder = (
+        _builder(common, ca[0].subject, key)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    )
+    if server:
+        names: list[x509.GeneralName] = [
+            x509.DNSName("localhost"),
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            x509.IPAddress(ipaddress.ip_address("::1")),
+        ]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return builder.sign(ca[1], hashes.SHA256()), key
+
+
+def _write(folder: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey | None) -> Path:
+    (folder / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    if key is not None:
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        (folder / f"{stem}.key").write_bytes(pem)
+    return folder / f"{stem}.crt"
+
+
+def make_pki(folder: Path) -> Pki:
+    folder.mkdir(parents=True, exist_ok=True)
+    ca, other = _ca("grok test CA"), _ca("some other CA")
+    server = _leaf("grok-worker", ca, server=True)
+    client = _leaf("grok client", ca, server=False)
+    stranger = _leaf("stranger", other, server=False)
+    _write(folder, "ca", ca[0], None)
+    _write(folder, "other-ca", other[0], None)
+    _write(folder, "server", *server)
+    _write(folder, "client", *client)
+    _write(folder, "stranger", *stranger)
+    return Pki(
+        ca=folder / "ca.crt",
+        server_cert=folder / "server.crt",
+        server_key=folder / "server.key",
+        client_cert=folder / "client.crt",
+        client_key=folder / "client.key",
+        other_ca=folder / "other-ca.crt",
+        other_client_cert=folder / "stranger.crt",
+        other_client_key=folder / "stranger.key",
+    )
+
+
+def kubelet_secret_dir(folder: Path, files: dict[str, str], generation: int = 1) -> None:
+    """Write `files` the way kubelet's atomic writer updates a mounted Secret: a new timestamped
+    directory, `..data` swapped to it by one rename of a symlink, and one `key -> ..data/key`
+    symlink per key; the previous generation's directory is removed afterwards."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = folder / "..data"
+    old = Path(folder / str(data.readlink())) if data.is_symlink() else None
+    fresh = folder / f"..2026_12_01_00_00_{generation:02d}.{generation:09d}"
+    fresh.mkdir()
+    for name, value in files.items():
+        (fresh / name).write_text(value)
+    tmp = folder / "..data_tmp"
+    tmp.symlink_to(fresh.name)
+    tmp.replace(data)
+    for name in files:
+        link = folder / name
+        if not link.is_symlink():
+            link.symlink_to(f"..data/{name}")
+    for link in folder.iterdir():
+        if not link.name.startswith(".") and link.name not in files:
+            link.unlink()
+    if old is not None and old.exists():
+        for child in old.iterdir():
+            child.unlink()
+        old.rmdir()

@@ -1,0 +1,62 @@
+"""A child the cluster refuses for lack of room ends in the GrokDeployment's status (shortages.py).
+
+The in-memory API answers a Service create as the kube-apiserver does when its ClusterIP range is
+full (HTTP 500, "failed to allocate a serviceIP: range is full"); the pass must report it in the
+status (phase Pending, reason ServiceIPsExhausted, the fix named), retry later, and go on once room
+is free. Other errors stay errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from test_operator_reconcile import MemoryApi, body
+
+from grok_operator import constants as c
+from grok_operator.kube import ApiError
+from grok_operator.reconcile import DeploymentMemory, Reconciler
+from grok_operator.shortages import cluster_shortage
+
+FULL = '{"kind":"Status","message":"Internal error occurred: failed to allocate a serviceIP: range is full"}'
+
+
+class FullRangeApi(MemoryApi):
+    def __init__(self, answer: str = FULL, status: int = 500) -> None:
+        super().__init__()
+        self.full = True
+        self.answer, self.status_code = answer, status
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        if self.full and obj["kind"] == "Service" and obj["spec"].get("clusterIP") != "None":
+            raise ApiError(
+                "PATCH", f"/api/v1/services/{obj['metadata']['name']}", self.status_code, self.answer
+            )
+        return super().apply(obj)
+
+
+def test_a_full_service_range_shows_in_the_status_and_clears_when_room_is_free() -> None:
+    api, memory = FullRangeApi(), DeploymentMemory()
+    outcome = Reconciler(api).reconcile(body(api), memory, now=1.0, now_iso="2026-01-01T00:00:00Z")
+    assert api.status["phase"] == c.Phase.PENDING
+    ready = next(cond for cond in api.status["conditions"] if cond["type"] == "Ready")
+    assert ready["reason"] == c.Reason.SERVICE_IPS_EXHAUSTED
+    assert "no free Service ClusterIP" in ready["message"]
+    assert "service-cluster-ip-range" in ready["message"]
+    assert outcome.requeue_after is not None
+    assert outcome.requeue_after > 0
+    assert [reason for reason, _ in api.events] == [c.Reason.SERVICE_IPS_EXHAUSTED]
+    # Unchanged: the next pass writes no status and no second Event.
+    again = Reconciler(api).reconcile(body(api), memory, now=2.0, now_iso="2026-01-01T00:00:05Z")
+    assert again.writes == 0
+    api.full = False
+    Reconciler(api).reconcile(body(api), memory, now=3.0, now_iso="2026-01-01T00:00:10Z")
+    assert api.status["phase"] != c.Phase.PENDING
+    assert ("Service", "chat") in api.objects
+
+
+def test_other_refusals_stay_errors() -> None:
+    api = FullRangeApi('{"message":"admission webhook denied"}', 500)
+    with pytest.raises(ApiError):
+        Reconciler(api).reconcile(body(api), DeploymentMemory(), now=1.0, now_iso="2026-01-01T00:00:00Z")
+    assert cluster_shortage(ApiError("PATCH", "/x", 500, FULL), "ConfigMap", "x") is None
