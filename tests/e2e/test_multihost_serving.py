@@ -12,6 +12,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -22,6 +23,7 @@ from grok_worker.client import GrokClient
 from grok_worker.server.local import free_port, spawn_worker, wait_serving
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
+LONG = [1, 400, 3, 3, 250, 7, 8, 9, 10, 11]
 
 
 def group_env(coordinator: int, pid: int, mesh: str) -> dict[str, str]:
@@ -84,6 +86,8 @@ def model_group(checkpoint: Path) -> Iterator[tuple[list[subprocess.Popen[str]],
         "32",
         "--prefill-buckets",
         "16",
+        "--prefill-chunk",
+        "4",  # prompts are prefilled in chunks of 4, fused with the running slot's decode step
     )
     try:
         yield procs, ports
@@ -110,6 +114,14 @@ def test_two_process_group_serves_through_the_leader_and_fails_fast_without_its_
         assert first.usage.completion_tokens == 6
         assert list(first.token_ids) == list(again.token_ids)
         assert all(0 <= t < 512 for t in first.token_ids)
+        # A long prompt arriving while a stream decodes: its 3 chunks ride in the stream's decode
+        # steps, which every host runs as the same fused step.
+        stream = client.generate_stream(prompt, max_tokens=16, stop_at_eos=False)
+        streamed = list(next(stream).token_ids)  # the stream holds its slot and decodes
+        with ThreadPoolExecutor(1) as pool:
+            long = pool.submit(client.generate, LONG, max_tokens=4, stop_at_eos=False)
+            streamed += [t for m in stream for t in m.token_ids]
+            together = (streamed, list(long.result().token_ids))
 
         follower.send_signal(signal.SIGKILL)
         follower.wait(10)
@@ -128,6 +140,10 @@ def test_two_process_group_serves_through_the_leader_and_fails_fast_without_its_
         assert "host 1" in (err.value.details() or "")
     assert leader.wait(30) == 1
     assert list(first.token_ids) == single_process_greedy(checkpoint, prompt, 6)
+    assert together == (
+        single_process_greedy(checkpoint, prompt, 16),
+        single_process_greedy(checkpoint, LONG, 4),
+    )
 
 
 def test_mock_group_streams_exact_tokens_and_shuts_down_cleanly() -> None:

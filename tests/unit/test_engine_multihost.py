@@ -93,6 +93,30 @@ def test_follower_replays_a_chunked_prefill_with_decode_steps_between_its_chunks
     assert last[1].token == leader._last[1]
 
 
+def test_follower_replays_chunks_fused_with_decode_steps() -> None:
+    group = Group(prefill_chunk=8)
+    prefix, _ = group.leader.prefill(TOK.encode("abc"), SamplingParams())
+    group.leader.insert(prefix, 0)
+    chunked = group.leader.begin_prefill(TOK.encode("A" * 20), SamplingParams(temperature=1.0, seed=3))
+    steps = []
+    while True:
+        outputs, first = group.leader.decode_with_chunk(chunked)  # slot 0 decodes in the same step
+        steps.append(outputs[0].token)
+        if first is not None:
+            break
+    group.leader.insert(chunked, 1)
+    group.leader.decode()
+    group.broadcaster.close()
+    group.thread.join(10)
+    assert group.error is None
+    follower, leader = group.follower_engine, group.leader.inner
+    assert isinstance(leader, MockEngine)
+    assert list(follower.ops) == list(leader.ops) == ["prefill", *["decode+chunk"] * 3, "decode"]
+    np.testing.assert_array_equal(follower._last, leader._last)
+    np.testing.assert_array_equal(follower._positions, leader._positions)
+    assert len(steps) == 3
+
+
 def test_a_lost_follower_is_reported_at_once() -> None:
     group = Group()
     group.follower.close()

@@ -115,7 +115,7 @@ async def test_an_engine_failure_ends_every_request_with_an_error_and_stops_acce
     await scheduler.stop()
 
 
-async def test_a_long_prompt_is_prefilled_in_chunks_between_the_running_streams_decode_steps() -> None:
+async def test_a_long_prompt_is_prefilled_in_chunks_each_carried_by_the_running_streams_decode_step() -> None:
     engine = MockEngine(max_batch=4, max_seq_len=64, prefill_buckets=(8, 16, 32), prefill_chunk=8)
     scheduler = Scheduler(engine, TOK, max_queue=8)
     scheduler.start()
@@ -128,11 +128,11 @@ async def test_a_long_prompt_is_prefilled_in_chunks_between_the_running_streams_
         text = "".join(e.text for e in await collect(long.events()))
         assert text == "lmn"  # the same continuation as an unchunked prefill
         ops = list(engine.ops)
-        assert ops.count("chunk") == 4
+        # each chunk rides in the running stream's decode step: one step per chunk, none alone
+        assert ops[:4] == ["decode+chunk"] * 4
+        assert "chunk" not in ops
         assert "prefill" not in ops
-        chunks = [i for i, op in enumerate(ops) if op == "chunk"]
-        # every chunk is followed by a decode step for the running stream before the next chunk
-        assert all(ops[i + 1] == "decode" for i in chunks)
+        assert set(ops[4:]) == {"decode"}
         rest = "".join([e.text async for e in events])
         assert rest == "cdefghijklmnopqrstu"  # the running stream lost nothing
     finally:

@@ -14,7 +14,10 @@ pieces of that many tokens, so the
 serving loop can run a decode step for the other slots between two pieces:
 `begin_prefill(prompt_ids, sampling)` makes an empty prefix, and each `prefill_chunk(prefix)` runs
 the next `prefill_chunk` positions of the prompt into it, returning the first completion token after
-the last piece (None before). The prefix then goes to `insert` like a whole-prompt one.
+the last piece (None before). The prefix then goes to `insert` like a whole-prompt one. While other
+slots are decoding, `decode_with_chunk(prefix)` does both in one step: the decode step for every
+slot and the prefix's next chunk, in one pass over the weights, with the same results as
+`prefill_chunk(prefix)` followed by `decode()`.
 
 Engines are stateful (they own the decode state) and are not thread-safe: exactly one thread calls
 them. The same interface is implemented by the hand-checkable `MockEngine`, the real
@@ -101,6 +104,9 @@ class Engine(Protocol):
 
     def decode(self) -> list[SampledToken]:
         """One batched decode step over every slot; one sampled token per slot."""
+
+    def decode_with_chunk(self, prefix: Prefix) -> tuple[list[SampledToken], SampledToken | None]:
+        """`decode()` and `prefill_chunk(prefix)` as one step; the prefix's slot is not decoding."""
 
     def release(self, slot: int) -> None:
         """Mark slot free; its content is ignored until the next insert."""

@@ -7,7 +7,8 @@ top-k, top-p and seeds behave as with a model. `step_delay` slows steps down so 
 fill the queue or hit deadlines while a request is in flight. No KV cache: a slot is just its last
 token (and a position, which feeds the sampling key). With `prefill_chunk` set, prompts longer than
 it are prefilled in chunks (`begin_prefill` / `prefill_chunk`); `ops` records the order of engine
-calls, so tests can see the serving loop interleave chunks with decode steps.
+calls, so tests can see the serving loop interleave chunks with decode steps (or fuse them:
+`decode_with_chunk`, one op "decode+chunk" costing one `step_delay`).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class MockEngine:
         self.prefills = 0
         #: Set while a step runs; tests use it to observe the loop.
         self.busy = threading.Event()
-        #: The latest engine calls in order: "prefill", "chunk", "decode".
+        #: The latest engine calls in order: "prefill", "chunk", "decode", "decode+chunk".
         self.ops: collections.deque[str] = collections.deque(maxlen=4096)
 
     @property
@@ -107,11 +108,19 @@ class MockEngine:
         return _ChunkedPrefix(prompt_ids, sampling)
 
     def prefill_chunk(self, prefix: Prefix) -> SampledToken | None:
-        assert isinstance(prefix, _ChunkedPrefix)
-        assert self._spec.prefill_chunk > 0
         self.ops.append("chunk")
         if self.step_delay:
             time.sleep(self.step_delay)
+        return self._chunk(prefix)
+
+    def decode_with_chunk(self, prefix: Prefix) -> tuple[list[SampledToken], SampledToken | None]:
+        """One step (one `step_delay`): the chunk and the decode step, as a fused model step is."""
+        self.ops.append("decode+chunk")
+        return self._decode(), self._chunk(prefix)
+
+    def _chunk(self, prefix: Prefix) -> SampledToken | None:
+        assert isinstance(prefix, _ChunkedPrefix)
+        assert self._spec.prefill_chunk > 0
         prefix.done = min(len(prefix.prompt_ids), prefix.done + self._spec.prefill_chunk)
         if prefix.done < len(prefix.prompt_ids):
             return None
@@ -137,8 +146,11 @@ class MockEngine:
         self._sampling.set(slot, prefix.sampling)
 
     def decode(self) -> list[SampledToken]:
-        self.busy.set()
         self.ops.append("decode")
+        return self._decode()
+
+    def _decode(self) -> list[SampledToken]:
+        self.busy.set()
         try:
             if self.step_delay:
                 time.sleep(self.step_delay)

@@ -11,10 +11,15 @@ Data flow:
   whose result counts only after the last chunk. One compilation, done in `warmup`.
 - `insert`: jitted `model.insert` of the prefix into decode row `slot`, plus that row's next input
   token and position, in one `DecodeState` pytree that is donated (updated in place).
-- `decode`: jitted `model.decode_step` for all `max_batch` rows + `sample`, with the state donated;
-  the sampled tokens become the next step's inputs on device, so only the per-slot sampling
-  parameters go host -> device and only tokens and log-probs come back.
-Shapes are static: `max_batch`, `max_seq_len` and the bucket lengths. On a multi-host mesh every
+- `decode`: jitted `model.forward` of every row's next token ([max_batch, 1]) + `sample`, with the
+  state donated; the sampled tokens become the next step's inputs on device, so only the per-slot
+  sampling parameters go host -> device and only tokens and log-probs come back.
+- `decode_with_chunk`: the decode step and the next prefill chunk in one jitted
+  `model.forward_groups` (decode rows over the decode cache, the chunk over its prefix cache, both
+  donated): the weights are read once for both, and each group's results are those of its own step.
+Shapes are static: `max_batch`, `max_seq_len`, the bucket lengths and the chunk, so the programs are
+one prefill per whole-prompt bucket, one insert per prefix shape, the chunk, the decode step and the
+decode step with a chunk, all compiled in `warmup`. On a multi-host mesh every
 input is a replicated global array and every output is replicated, so each host reads its local copy.
 """
 
@@ -45,8 +50,9 @@ from grok_worker.model import (
     KVCache,
     ModelConfig,
     Params,
-    decode_step,
+    Rows,
     forward,
+    forward_groups,
     init_cache,
     insert,
     prefill,
@@ -95,6 +101,27 @@ def _prefill_and_sample(
     return token, logprob, cache
 
 
+def _chunk_rows(
+    cfg: ModelConfig, cache: KVCache, tokens: jax.Array, start: jax.Array, length: jax.Array
+) -> Rows:
+    """tokens [1, C] at positions start..start+C-1 of a prompt of `length` (those past its end
+    become padding), over the prefix cache."""
+    c = tokens.shape[1]
+    positions = start + jnp.arange(c, dtype=jnp.int32)[None, :]  # [1, C]
+    return Rows(jnp.where(positions < length, tokens, cfg.pad_id), cache, positions)
+
+
+def _sample_chunk(
+    logits: jax.Array, start: jax.Array, length: jax.Array, sampling: tuple[jax.Array, ...]
+) -> tuple[jax.Array, jax.Array]:
+    """The token sampled at the prompt's last position from a chunk's logits [1, C, V] (meaningful
+    for the chunk holding that position) and its logprob, [1] each."""
+    at = jnp.clip(length - 1 - start, 0, logits.shape[1] - 1)
+    last = jax.lax.dynamic_index_in_dim(logits, at, axis=1, keepdims=False)  # [1, V]
+    temperature, top_p, top_k, seeds = sampling
+    return sample(last, temperature, top_p, top_k, seeds, length[None])
+
+
 def _chunk_and_sample(
     cfg: ModelConfig,
     params: Params,
@@ -106,14 +133,9 @@ def _chunk_and_sample(
 ) -> tuple[jax.Array, jax.Array, KVCache]:
     """tokens [1, C] at positions start..start+C-1 of a prompt of `length` -> the token sampled at
     the prompt's last position [1] (meaningful for the chunk holding it), its logprob [1], the cache."""
-    c = tokens.shape[1]
-    positions = start + jnp.arange(c, dtype=jnp.int32)[None, :]  # [1, C]
-    tokens = jnp.where(positions < length, tokens, cfg.pad_id)
-    logits, cache = forward(params, cfg, tokens, cache, positions)  # [1, C, V]
-    at = jnp.clip(length - 1 - start, 0, c - 1)
-    last = jax.lax.dynamic_index_in_dim(logits, at, axis=1, keepdims=False)  # [1, V]
-    temperature, top_p, top_k, seeds = sampling
-    token, logprob = sample(last, temperature, top_p, top_k, seeds, length[None])
+    rows = _chunk_rows(cfg, cache, tokens, start, length)
+    logits, cache = forward(params, cfg, rows.tokens, rows.cache, rows.positions)  # [1, C, V]
+    token, logprob = _sample_chunk(logits, start, length, sampling)
     return token, logprob, cache
 
 
@@ -124,15 +146,49 @@ def _insert(
     return DecodeState(cache, state.tokens.at[slot].set(first[0]), state.positions.at[slot].set(length))
 
 
+def _decode_rows(state: DecodeState) -> Rows:
+    """Every decode row's next token at its position ([B, 1] each); idle rows must stay in range."""
+    positions = jnp.minimum(state.positions, state.cache.max_len - 1)
+    return Rows(state.tokens[:, None], state.cache, positions[:, None])
+
+
+def _sample_decode(
+    logits: jax.Array, rows: Rows, cache: KVCache, sampling: tuple[jax.Array, ...]
+) -> tuple[jax.Array, jax.Array, DecodeState]:
+    """Decode logits [B, 1, V] -> each row's sampled token and logprob [B], and the next state."""
+    next_positions = rows.positions[:, 0] + 1
+    temperature, top_p, top_k, seeds = sampling
+    tokens, logprobs = sample(logits[:, 0], temperature, top_p, top_k, seeds, next_positions)
+    return tokens, logprobs, DecodeState(cache, tokens, next_positions)
+
+
 def _decode_and_sample(
     cfg: ModelConfig, params: Params, state: DecodeState, sampling: tuple[jax.Array, ...]
 ) -> tuple[jax.Array, jax.Array, DecodeState]:
-    positions = jnp.minimum(state.positions, state.cache.max_len - 1)  # idle rows must stay in range
-    logits, cache = decode_step(params, cfg, state.cache, state.tokens, positions)  # [B, V]
-    next_positions = positions + 1
-    temperature, top_p, top_k, seeds = sampling
-    tokens, logprobs = sample(logits, temperature, top_p, top_k, seeds, next_positions)
-    return tokens, logprobs, DecodeState(cache, tokens, next_positions)
+    rows = _decode_rows(state)
+    logits, cache = forward(params, cfg, rows.tokens, rows.cache, rows.positions)  # [B, 1, V]
+    return _sample_decode(logits, rows, cache, sampling)
+
+
+def _decode_chunk_and_sample(
+    cfg: ModelConfig,
+    params: Params,
+    state: DecodeState,
+    sampling: tuple[jax.Array, ...],
+    prefix: KVCache,
+    tokens: jax.Array,
+    start: jax.Array,
+    length: jax.Array,
+    chunk_sampling: tuple[jax.Array, ...],
+) -> tuple[jax.Array, jax.Array, DecodeState, jax.Array, jax.Array, KVCache]:
+    """`_decode_and_sample` and `_chunk_and_sample` in one forward pass (one read of the weights):
+    the B decode rows over the decode cache and the chunk's C tokens over the prefix cache."""
+    rows = _decode_rows(state)
+    chunk = _chunk_rows(cfg, prefix, tokens, start, length)
+    (logits, cache), (chunk_logits, prefix) = forward_groups(params, cfg, (rows, chunk))
+    next_tokens, logprobs, state = _sample_decode(logits, rows, cache, sampling)
+    first, first_logprob = _sample_chunk(chunk_logits, start, length, chunk_sampling)
+    return next_tokens, logprobs, state, first, first_logprob, prefix
 
 
 class ModelEngine:
@@ -180,6 +236,11 @@ class ModelEngine:
             donate_argnums=1,
             out_shardings=None if out is None else (out, out, None),
         )
+        self._fused = jax.jit(
+            functools.partial(_decode_chunk_and_sample, cfg),
+            donate_argnums=(1, 3),
+            out_shardings=None if out is None else (out, out, None, out, out, None),
+        )
         cache = shard_cache(init_cache(cfg, max_batch, max_seq_len), cfg, mesh)
         zeros = self._put(np.zeros((max_batch,), np.int32))
         self._state = DecodeState(cache, zeros, self._put(np.zeros((max_batch,), np.int32)))
@@ -201,31 +262,39 @@ class ModelEngine:
         return np.asarray(value.addressable_data(0))
 
     def warmup(self, progress: ProgressFn | None = None) -> None:
+        """Compile every program serving uses: the prefill buckets no longer than a chunk, insert,
+        and with chunking the chunk alone and the chunk fused with the decode step; the decode step."""
         spec = self._spec
         # With chunking, only buckets no longer than a chunk are used whole: the others are not compiled.
         buckets = [b for b in spec.prefill_buckets if not spec.chunked(b)]
-        steps = len(buckets) + 1 + (1 if spec.prefill_chunk else 0)
-        for i, bucket in enumerate(buckets):
+        steps = len(buckets) + 1 + (2 if spec.prefill_chunk else 0)
+        done = 0
+
+        def compiled(what: str, start: float) -> None:
+            nonlocal done
+            done += 1
+            log.info("compiled %s in %.1fs", what, time.monotonic() - start)
+            if progress:
+                progress(done / steps, f"compiled {what}")
+
+        for bucket in buckets:
             start = time.monotonic()
             prefix, _ = self.prefill([self.cfg.bos_id] * bucket, SamplingParams())
             self.insert(prefix, 0)
-            log.info("compiled prefill bucket %d in %.1fs", bucket, time.monotonic() - start)
-            if progress:
-                progress((i + 1) / steps, f"compiled prefill bucket {bucket}")
+            compiled(f"prefill bucket {bucket}", start)
         if spec.prefill_chunk:
             start = time.monotonic()
             prefix = self.begin_prefill([self.cfg.bos_id] * spec.max_prompt_len, SamplingParams())
             while self.prefill_chunk(prefix) is None:
                 pass
             self.insert(prefix, 0)
-            log.info("compiled prefill chunk %d in %.1fs", spec.prefill_chunk, time.monotonic() - start)
-            if progress:
-                progress((steps - 1) / steps, f"compiled prefill chunk {spec.prefill_chunk}")
+            compiled(f"prefill chunk {spec.prefill_chunk}", start)
+            start = time.monotonic()
+            self.decode_with_chunk(self.begin_prefill([self.cfg.bos_id], SamplingParams()))
+            compiled(f"decode step (batch {spec.max_batch}) with a prefill chunk", start)
         start = time.monotonic()
         self.decode()
-        log.info("compiled decode step (batch %d) in %.1fs", self._spec.max_batch, time.monotonic() - start)
-        if progress:
-            progress(1.0, "compiled decode step")
+        compiled(f"decode step (batch {spec.max_batch})", start)
 
     def prefill(self, prompt_ids: Sequence[int], sampling: SamplingParams) -> tuple[Prefix, SampledToken]:
         length = len(prompt_ids)
@@ -246,26 +315,44 @@ class ModelEngine:
         cache = shard_cache(init_cache(self.cfg, 1, self._spec.max_prompt_len), self.cfg, self.mesh)
         return _ChunkedPrefix(cache, prompt_ids, sampling)
 
-    def prefill_chunk(self, prefix: Prefix) -> SampledToken | None:
-        assert isinstance(prefix, _ChunkedPrefix)
+    def _chunk_inputs(self, prefix: _ChunkedPrefix) -> tuple[int, tuple[object, ...]]:
+        """The next chunk's length and its device inputs: tokens [1, C], start, length, sampling."""
         assert self._spec.prefill_chunk > 0
         size = self._spec.prefill_chunk
         tokens = np.zeros((1, size), np.int32)
         piece = prefix.prompt_ids[prefix.done : prefix.done + size]
         tokens[0, : len(piece)] = piece
-        token, logprob, prefix.cache = self._chunk(
-            self.params,
-            prefix.cache,
+        return len(piece), (
             self._put(tokens),
             self._put(np.int32(prefix.done)),  # type: ignore[arg-type]
             self._put(np.int32(prefix.length)),  # type: ignore[arg-type]
             tuple(self._put(a) for a in SlotSampling.single(prefix.sampling).arrays()),
         )
-        prefix.done += len(piece)
+
+    def _chunk_ran(
+        self, prefix: _ChunkedPrefix, n: int, token: jax.Array, logprob: jax.Array
+    ) -> SampledToken | None:
+        """Account for a chunk of n tokens; after the last, the first completion token."""
+        prefix.done += n
         if prefix.done < prefix.length:
             return None
         prefix.first = token
         return SampledToken(int(self._host(token)[0]), float(self._host(logprob)[0]))
+
+    def prefill_chunk(self, prefix: Prefix) -> SampledToken | None:
+        assert isinstance(prefix, _ChunkedPrefix)
+        n, inputs = self._chunk_inputs(prefix)
+        token, logprob, prefix.cache = self._chunk(self.params, prefix.cache, *inputs)
+        return self._chunk_ran(prefix, n, token, logprob)
+
+    def decode_with_chunk(self, prefix: Prefix) -> tuple[list[SampledToken], SampledToken | None]:
+        assert isinstance(prefix, _ChunkedPrefix)
+        n, inputs = self._chunk_inputs(prefix)
+        sampling = tuple(self._put(a) for a in self._sampling.arrays())
+        tokens, logprobs, self._state, first, first_logprob, prefix.cache = self._fused(
+            self.params, self._state, sampling, prefix.cache, *inputs
+        )
+        return self._sampled(tokens, logprobs), self._chunk_ran(prefix, n, first, first_logprob)
 
     def insert(self, prefix: Prefix, slot: int) -> None:
         assert isinstance(prefix, _ModelPrefix)
@@ -281,6 +368,9 @@ class ModelEngine:
     def decode(self) -> list[SampledToken]:
         sampling = tuple(self._put(a) for a in self._sampling.arrays())
         tokens, logprobs, self._state = self._decode(self.params, self._state, sampling)
+        return self._sampled(tokens, logprobs)
+
+    def _sampled(self, tokens: jax.Array, logprobs: jax.Array) -> list[SampledToken]:
         return [
             SampledToken(int(t), float(lp))
             for t, lp in zip(self._host(tokens), self._host(logprobs), strict=True)

@@ -6,11 +6,12 @@ and hangs forever when a peer dies. A TCP connection per follower reports a lost
 (EOF), which lets the leader fail fast and report NOT_SERVING; the model's own collectives still
 keep the hosts in lock step inside each compiled step.
 
-Data flow: leader process 0 wraps its engine in `BroadcastingEngine`; each `prefill`, `insert`,
-`decode` and `release` is first sent as one length-prefixed JSON frame (`step_wire`) to every
-follower, then run locally. A follower (`run_follower`) connects to the leader, answers its
-handshake (`step_handshake`: an HMAC of a fresh nonce under the group's key, and its process id),
-then replays each frame on its own engine (same compiled step, same inputs, same sampling keys) and
+Data flow: leader process 0 wraps its engine in `BroadcastingEngine`; each `prefill`,
+`begin_prefill`, `prefill_chunk`, `insert`, `decode`, `decode_with_chunk` and `release` is first
+sent as one length-prefixed JSON frame ({"op": name, ...arguments}; `step_wire`) to every follower,
+then run locally. A follower (`run_follower`) connects to the leader, answers its handshake
+(`step_handshake`: an HMAC of a fresh nonce under the group's key, and its process id), then
+replays each frame on its own engine (same compiled step, same inputs, same sampling keys) and
 discards the results. `shutdown` ends the followers cleanly; EOF without it is a lost leader.
 
 The leader hands every accepted connection to a handshake thread (at most `MAX_PENDING_HANDSHAKES`
@@ -248,6 +249,10 @@ class BroadcastingEngine:
         self.broadcaster.send({"op": "decode"})
         return self.inner.decode()
 
+    def decode_with_chunk(self, prefix: Prefix) -> tuple[list[SampledToken], SampledToken | None]:
+        self.broadcaster.send({"op": "decode_with_chunk"})
+        return self.inner.decode_with_chunk(prefix)
+
     def release(self, slot: int) -> None:
         self.broadcaster.send({"op": "release", "slot": slot})
         self.inner.release(slot)
@@ -319,8 +324,8 @@ def _sampling(frame: dict[str, Any]) -> SamplingParams:
 def run_follower(engine: Engine, follower: StepFollower) -> None:
     """Replay the leader's engine calls until it shuts down; HostLostError if it vanishes.
 
-    The leader prefills one prompt at a time (whole, or chunk by chunk with decode steps between
-    the chunks) and inserts it before starting the next, so one pending prefix is enough."""
+    The leader prefills one prompt at a time (whole, or chunk by chunk, each chunk alone or fused
+    with a decode step) and inserts it before starting the next, so one pending prefix is enough."""
     prefix: Prefix | None = None
     for frame in follower.frames():
         op = frame["op"]
@@ -337,6 +342,9 @@ def run_follower(engine: Engine, follower: StepFollower) -> None:
             prefix = None
         elif op == "decode":
             engine.decode()
+        elif op == "decode_with_chunk":
+            assert prefix is not None, "decode_with_chunk before begin_prefill"
+            engine.decode_with_chunk(prefix)
         elif op == "release":
             engine.release(int(frame["slot"]))
         else:

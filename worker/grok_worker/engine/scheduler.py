@@ -10,8 +10,9 @@ runs on the event loop, and new requests join between steps.
 
 Prefill work per iteration is bounded by the engine's `prefill_chunk` (when set): short prompts are
 admitted while their buckets fit in one chunk's tokens, and a longer prompt reserves a slot and is
-prefilled one chunk per iteration, in arrival order and one at a time, so the running streams' next
-token is never delayed by more than one chunk's time.
+prefilled one chunk per iteration, in arrival order and one at a time. While other slots decode,
+the chunk rides in their decode step (`Engine.decode_with_chunk`: one forward pass, the weights
+read once), so the running streams' next token is delayed only by the chunk's own compute.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from grok_worker.engine.api import Engine, Prefix, SampledToken, bucket_for
 from grok_worker.engine.requests import (
@@ -88,6 +90,7 @@ class _Active:
 
 
 _Delivery = list[tuple[RequestHandle, TokenEvent]]
+_T = TypeVar("_T")
 
 #: Bounds of the retry delay suggested to a client refused for a full queue, in seconds.
 MIN_RETRY_SECONDS, MAX_RETRY_SECONDS = 0.1, 60.0
@@ -278,16 +281,7 @@ class Scheduler:
                         pending = self._begin_chunked(state, free)
                     else:
                         self._admit(state, free, batch)
-                if pending is not None and self._prefill_chunk(pending, free, batch):
-                    pending = None
-                if self._active:
-                    now = time.monotonic()
-                    outputs = self.engine.decode()
-                    step = time.monotonic() - now
-                    if self.metrics:
-                        self.metrics.decode_step(step)
-                    for slot, state in list(self._active.items()):
-                        self._advance(state, outputs[slot], free, batch)
+                pending = self._step(pending, free, batch)
                 with self._cv:
                     self._n_active = len(self._active) + (pending is not None)
                     self._update_gauges()
@@ -325,17 +319,49 @@ class Scheduler:
         state.prefix = self.engine.begin_prefill(request.prompt_ids, request.sampling)
         return state
 
-    def _prefill_chunk(self, state: _Active, free: list[int], batch: _Delivery) -> bool:
-        """Run the next chunk of a chunked prefill; True when it finished (and the request holds its slot)."""
+    def _step(self, pending: _Active | None, free: list[int], batch: _Delivery) -> _Active | None:
+        """The iteration's device work: the running slots' decode step, carrying the next chunk of
+        the prefill in progress when there is one (one step, one pass over the weights); with no
+        slot decoding, the chunk alone (then a decode step if it was the last). Returns the prefill
+        still in progress."""
+        if pending is not None and self._active:
+            assert pending.prefix is not None
+            prefix = pending.prefix
+            outputs, first = self._timed(lambda: self.engine.decode_with_chunk(prefix))
+            self._advance_all(outputs, free, batch)
+            if first is None:
+                return pending
+            self._prefilled(pending, first, free, batch)
+            return None
+        if pending is not None:
+            assert pending.prefix is not None
+            first = self.engine.prefill_chunk(pending.prefix)
+            if first is not None:
+                self._prefilled(pending, first, free, batch)
+                pending = None
+        if self._active:
+            self._advance_all(self._timed(self.engine.decode), free, batch)
+        return pending
+
+    def _timed(self, step: Callable[[], _T]) -> _T:
+        """Run a step of the running slots, recording its time."""
+        now = time.monotonic()
+        result = step()
+        if self.metrics:
+            self.metrics.decode_step(time.monotonic() - now)
+        return result
+
+    def _advance_all(self, outputs: list[SampledToken], free: list[int], batch: _Delivery) -> None:
+        for slot, state in list(self._active.items()):
+            self._advance(state, outputs[slot], free, batch)
+
+    def _prefilled(self, state: _Active, first: SampledToken, free: list[int], batch: _Delivery) -> None:
+        """A chunked prefill finished: the request takes its slot and gets its first token."""
         assert state.prefix is not None
-        first = self.engine.prefill_chunk(state.prefix)
-        if first is None:
-            return False
         self._active[state.slot] = state
         self.engine.insert(state.prefix, state.slot)
         state.prefix = None
         self._advance(state, first, free, batch)
-        return True
 
     def _fail_from_thread(self, message: str) -> None:
         self.fail(message)

@@ -5,7 +5,8 @@ Public API (see docs/model.md):
   which the operator imports without JAX);
 - `init_params`, `Params`, `QuantizedWeight`;
 - `init_cache`, `KVCache`, `insert`;
-- `forward`, `prefill`, `decode_step` and their jitted forms (`*_jit`, cfg static; decode donates
+- `forward` (and `forward_groups`: several groups of rows, each over its own cache, in one pass
+  over the weights), `prefill`, `decode_step` and their jitted forms (`*_jit`, cfg static; decode donates
   the cache).
 Sharding: `grok_worker.shard_plan` (the plan, no JAX) -> `grok_worker.model.sharding` (meshes and
 NamedShardings) -> `grok_worker.model.parallel` (the per-device forward's collectives);
@@ -16,9 +17,11 @@ from grok_worker.model.cache import KVCache, init_cache, insert
 from grok_worker.model.layers import QuantizedWeight, dequantize
 from grok_worker.model.params import Params, init_params
 from grok_worker.model.transformer import (
+    Rows,
     decode_step,
     decode_step_jit,
     forward,
+    forward_groups,
     forward_jit,
     insert_jit,
     prefill,
@@ -32,11 +35,13 @@ __all__ = [
     "ModelConfig",
     "Params",
     "QuantizedWeight",
+    "Rows",
     "config_from_contract",
     "decode_step",
     "decode_step_jit",
     "dequantize",
     "forward",
+    "forward_groups",
     "forward_jit",
     "get_preset",
     "init_cache",

@@ -5,9 +5,9 @@ live on a mesh (their sharding names it), with in/out specs from the sharding pl
 (`grok_worker.shard_plan`). Inside, every array is this device's slice, and `Shards` says what
 to add up across devices:
 - attention: this device's query heads and the KV heads they use; Wo's partial sums are summed
-  over the "model" axes (an all-reduce of [B, T, D] float32 activations);
+  over the "model" axes (an all-reduce of [N, D] float32 activations, N tokens);
 - MoE: this device's experts (over "expert") and FFN columns (over "model"); the partial outputs
-  are summed over both axes at once (one all-reduce of [B, T, D] float32);
+  are summed over both axes at once (one all-reduce of [N, D] float32);
 - embedding: this device's vocabulary rows; the looked-up rows are summed over "model".
 No weight ever crosses devices. With no mesh `Shards()` makes every collective a no-op.
 """
@@ -29,7 +29,6 @@ class Shards:
     """This device's place in the layout (None: one device, nothing to add up)."""
 
     layout: Layout | None = None
-    batch_axes: tuple[str, ...] = ()
 
     def axes(self, *logical: str) -> tuple[str, ...]:
         """The mesh axes the given logical axes are split over (no repeats, mesh order)."""

@@ -13,6 +13,7 @@ layout, so every collective is explicit: only activations cross devices, never w
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import jax
 import numpy as np
@@ -27,12 +28,15 @@ from grok_worker.shard_plan import CACHE_AXES, MESH_AXES, PARAM_AXES, Layout, ca
 
 __all__ = [
     "MESH_AXES",
+    "GroupSpecs",
     "cache_shardings",
-    "forward_specs",
+    "group_specs",
     "layout_of_mesh",
     "make_mesh",
     "param_shardings",
+    "param_specs",
     "partition_spec",
+    "quantization_of",
     "replicated",
     "shard_cache",
     "shard_params",
@@ -147,17 +151,29 @@ def cache_specs(cfg: ModelConfig, lay: Layout, batch: int, max_len: int) -> KVCa
     return KVCache(**{n: partition_spec(lay, CACHE_AXES[n], shapes[n]) for n in KVCache._fields})  # type: ignore[arg-type]
 
 
-def forward_specs(
-    cfg: ModelConfig, lay: Layout, params: Params, batch: int, max_len: int, with_routes: bool
-) -> tuple[tuple[object, ...], tuple[object, ...]]:
-    """shard_map in/out specs of `transformer.forward`'s per-device body (same slices as the plan)."""
-    quantization: Quantization = "int8" if isinstance(params.layers[0]["wq"], QuantizedWeight) else "bf16"
-    rows = partition_spec(lay, ("batch", "seq"), (batch, 1))  # tokens, positions [B, T]
-    cache = cache_specs(cfg, lay, batch, max_len)
+@dataclass(frozen=True)
+class GroupSpecs:
+    """shard_map specs of one group of rows of `transformer.forward_groups` (same slices as the plan)."""
+
+    rows: PartitionSpec  # tokens and positions [B, T]
+    cache: KVCache
+    routes: PartitionSpec | None  # forced routes [L, B, T, k], when given
+    logits: PartitionSpec  # [B, T, V]
+
+
+def group_specs(cfg: ModelConfig, lay: Layout, batch: int, max_len: int, with_routes: bool) -> GroupSpecs:
+    """The specs of a group of `batch` rows over a cache of `max_len` positions."""
     routes = partition_spec(lay, ("layers", "batch", "seq", "route"), (cfg.n_layers, batch, 1, 1))
-    logits = partition_spec(lay, ("batch", "seq", "vocab"), (batch, 1, cfg.vocab_size))
-    in_specs = (param_specs(cfg, quantization, lay), rows, cache, rows, routes if with_routes else None)
-    return in_specs, (logits, cache)
+    return GroupSpecs(
+        rows=partition_spec(lay, ("batch", "seq"), (batch, 1)),
+        cache=cache_specs(cfg, lay, batch, max_len),
+        routes=routes if with_routes else None,
+        logits=partition_spec(lay, ("batch", "seq", "vocab"), (batch, 1, cfg.vocab_size)),
+    )
+
+
+def quantization_of(params: Params) -> Quantization:
+    return "int8" if isinstance(params.layers[0]["wq"], QuantizedWeight) else "bf16"
 
 
 def replicated(mesh: Mesh | None) -> NamedSharding | None:

@@ -1,9 +1,13 @@
 """The Grok-1 forward pass: one function for prefill and decode, plus thin conveniences.
 
-Data flow of `forward`: tokens [B, T] -> embedding·multiplier -> per layer (unrolled Python loop,
-each layer its own params): h += norm1(attn(norm0(h))), h += norm3(moe(norm2(h))) -> final norm ->
-tied unembedding ·output multiplier -> logits [B, T, V] float32. Each call writes its tokens' K/V
-into the cache at their own positions before attending, so rows may be at different lengths.
+Data flow of `forward_groups` (`forward` is its one-group case): each group of rows (tokens
+[B, T], positions, its own cache) is flattened, and all groups' tokens form one activation h [N, D]
+-> embedding·multiplier -> per layer (unrolled Python loop, each layer its own params):
+h += norm1(attn(norm0(h))), h += norm3(moe(norm2(h))) -> final norm -> tied unembedding ·output
+multiplier -> logits [N, V] float32, split back into [B, T, V] per group. Every weight is applied to
+all N tokens at once (read once per pass); attention alone runs per group, over that group's cache.
+Each call writes its tokens' K/V into the cache at their own positions before attending, so rows
+may be at different lengths.
 
 All functions are pure; `cfg` is static under jit (ModelConfig is a frozen, hashable dataclass).
 `decode_step_jit` donates the cache so the decode step updates it in place.
@@ -12,6 +16,7 @@ All functions are pure; `cfg` is static under jit (ModelConfig is a frozen, hash
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -32,11 +37,24 @@ from grok_worker.model.layers import (
 from grok_worker.model.moe import moe_partial
 from grok_worker.model.parallel import Shards, local_scales
 from grok_worker.model.params import Params
-from grok_worker.model.sharding import forward_specs, layout_of_mesh
+from grok_worker.model.sharding import group_specs, layout_of_mesh, param_specs, quantization_of
 from grok_worker.model_config import ModelConfig
 from grok_worker.shard_plan import MESH_AXES
 
 Array = jax.Array
+
+
+class Rows(NamedTuple):
+    """One group of token rows in a forward pass, with the KV cache those rows read and write.
+
+    tokens, positions [B, T] int32; cache of batch B (row b of the tokens is row b of the cache);
+    routes [L, B, T, k] int32 (tests) forces each layer's expert choices.
+    """
+
+    tokens: Array
+    cache: KVCache
+    positions: Array
+    routes: Array | None = None
 
 
 def _attention_block(
@@ -44,33 +62,53 @@ def _attention_block(
     layer: dict[str, Weight],
     x: Array,
     positions: Array,
+    groups: tuple[Rows, ...],
     index: int,
-    caches: tuple[Array, Array],
-    mask: Array,
+    caches: list[tuple[Array, Array]],
+    masks: list[Array],
     shards: Shards,
-) -> tuple[Array, Array, Array]:
-    """x [B, T, D] (normed) -> ([B, T, D], k/v caches [L, B, S, K, H] with layer `index` updated).
+) -> tuple[Array, list[tuple[Array, Array]]]:
+    """x [N, D] (normed, every group's tokens in a row) -> ([N, D], each group's k/v caches
+    [L, B, S, K, H] with layer `index` updated).
 
-    Per device: its query heads (Kl·G of them) and the Kl KV heads they use. The new K/V are
-    scattered into the whole-cache buffers (in place under donation) rather than into per-layer
-    copies that would have to be stacked again.
+    The projections run once over all N tokens (each weight is read once per step); each group's
+    queries attend over its own cache. Per device: its query heads (Kl·G of them) and the Kl KV
+    heads they use. The new K/V are scattered into the whole-cache buffers (in place under
+    donation) rather than into per-layer copies that would have to be stacked again.
     """
-    b, t, _ = x.shape
-    k_cache, v_cache = caches
-    q = linear(x, layer["wq"]).reshape(b, t, -1, cfg.head_dim)  # [B, T, Kl·G, H]
-    k = linear(x, layer["wk"]).reshape(b, t, -1, cfg.head_dim)  # [B, T, Kl, H]
-    v = linear(x, layer["wv"]).reshape(b, t, -1, cfg.head_dim)  # [B, T, Kl, H]
-    q = rope(q, positions, cfg.rope_base)
-    k = rope(k, positions, cfg.rope_base)
-    rows = jnp.broadcast_to(jnp.arange(b)[:, None], (b, t))
-    k_cache = k_cache.at[index, rows, positions].set(k.astype(k_cache.dtype), mode="drop")
-    v_cache = v_cache.at[index, rows, positions].set(v.astype(v_cache.dtype), mode="drop")
-    out = attend(  # [B, T, Kl·G·H]
-        q, k_cache[index], v_cache[index], mask, cfg.attn_logit_multiplier, cfg.attn_soft_cap
-    )
+    n = x.shape[0]
+    q = linear(x, layer["wq"]).reshape(1, n, -1, cfg.head_dim)  # [1, N, Kl·G, H]
+    k = linear(x, layer["wk"]).reshape(1, n, -1, cfg.head_dim)  # [1, N, Kl, H]
+    v = linear(x, layer["wv"]).reshape(1, n, -1, cfg.head_dim)  # [1, N, Kl, H]
+    q = rope(q, positions[None], cfg.rope_base)[0]
+    k = rope(k, positions[None], cfg.rope_base)[0]
+    v = v[0]
+    outs: list[Array] = []
+    updated: list[tuple[Array, Array]] = []
+    start = 0
+    for group, (k_cache, v_cache), mask in zip(groups, caches, masks, strict=True):
+        b, t = group.tokens.shape
+        part = slice(start, start + b * t)
+        start += b * t
+        rows = jnp.broadcast_to(jnp.arange(b)[:, None], (b, t))
+        kg = k[part].reshape(b, t, *k.shape[1:]).astype(k_cache.dtype)
+        vg = v[part].reshape(b, t, *v.shape[1:]).astype(v_cache.dtype)
+        k_cache = k_cache.at[index, rows, group.positions].set(kg, mode="drop")
+        v_cache = v_cache.at[index, rows, group.positions].set(vg, mode="drop")
+        qg = q[part].reshape(b, t, *q.shape[1:])
+        out = attend(  # [B, T, Kl·G·H]
+            qg, k_cache[index], v_cache[index], mask, cfg.attn_logit_multiplier, cfg.attn_soft_cap
+        )
+        outs.append(out.reshape(b * t, -1))
+        updated.append((k_cache, v_cache))
     wo = local_scales(layer["wo"], cfg.q_size, shards.index("q_heads"))
-    partial = linear_f32(out, wo)  # [B, T, D] float32, summed over this device's heads only
-    return shards.psum(partial, "q_heads").astype(jnp.bfloat16), k_cache, v_cache
+    partial = linear_f32(_concat(outs), wo)  # [N, D] float32, summed over this device's heads only
+    return shards.psum(partial, "q_heads").astype(jnp.bfloat16), updated
+
+
+def _concat(parts: list[Array]) -> Array:
+    """Concatenate along the first axis (a single part is passed through as it is)."""
+    return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
 
 
 def _moe_block(
@@ -81,7 +119,7 @@ def _moe_block(
     shards: Shards,
     forced: Array | None,
 ) -> Array:
-    """x [B, T, D] (normed) -> [B, T, D]: this device's experts and FFN columns, summed over devices."""
+    """x [N, D] (normed) -> [N, D]: this device's experts and FFN columns, summed over devices."""
     w_gate = layer["w_gate"]
     n_local = (w_gate.weight if isinstance(w_gate, QuantizedWeight) else w_gate).shape[0]
     w_down = local_scales(layer["w_down"], cfg.ffn_size, shards.index("ffn"))
@@ -94,13 +132,13 @@ def _moe_block(
         w_down,
         cfg.experts_per_token,
         first=shards.index("expert") * n_local,
-        forced=None if forced is None else forced.reshape(-1, cfg.experts_per_token),
-    )  # [B, T, D] float32
+        forced=forced,
+    )  # [N, D] float32
     return shards.psum(out, "expert", "ffn").astype(jnp.bfloat16)
 
 
 def _embed(cfg: ModelConfig, table: Array, tokens: Array, shards: Shards) -> Array:
-    """tokens [B, T] -> rows [B, T, D] bf16 · multiplier; a vocab-split table adds up its devices' rows."""
+    """tokens [N] -> rows [N, D] bf16 · multiplier; a vocab-split table adds up its devices' rows."""
     v_local = table.shape[0]
     if v_local == cfg.vocab_size:
         rows = table[tokens]
@@ -109,32 +147,43 @@ def _embed(cfg: ModelConfig, table: Array, tokens: Array, shards: Shards) -> Arr
         here = (local >= 0) & (local < v_local)
         rows = jnp.where(here[..., None], table[jnp.clip(local, 0, v_local - 1)], 0)
         rows = shards.psum(rows, "vocab")  # exactly one device holds each row
-    scaled: Array = rows.astype(jnp.bfloat16) * jnp.bfloat16(cfg.embedding_multiplier)  # [B, T, D]
+    scaled: Array = rows.astype(jnp.bfloat16) * jnp.bfloat16(cfg.embedding_multiplier)  # [N, D]
     return scaled
 
 
-def _forward_body(
-    params: Params,
-    tokens: Array,
-    cache: KVCache,
-    positions: Array,
-    routes: Array | None,
-    *,
-    cfg: ModelConfig,
-    shards: Shards,
-) -> tuple[Array, KVCache]:
-    """The forward pass on this device's slices (all of them without a mesh); see `forward`."""
-    b, t = tokens.shape
-    token_mask = tokens != cfg.pad_id  # [B, T]
-    rows = jnp.broadcast_to(jnp.arange(b)[:, None], (b, t))
-    valid = cache.valid.at[rows, positions].set(token_mask, mode="drop")  # [B, S]
-    mask = attention_mask(positions, valid)  # [B, 1, 1, T, S]
+def _forced_routes(cfg: ModelConfig, groups: tuple[Rows, ...]) -> Array | None:
+    """Every group's forced routes as [L, N, k] (all groups force them, or none does)."""
+    given = [g.routes for g in groups if g.routes is not None]
+    if not given:
+        return None
+    if len(given) != len(groups):
+        raise ValueError("forced routes must be given for every group of rows or for none")
+    k = cfg.experts_per_token
+    return jnp.concatenate([r.reshape(cfg.n_layers, -1, k) for r in given], axis=1)  # [L, N, k]
 
-    h = _embed(cfg, params.embed, tokens, shards)  # [B, T, D]
-    k_all, v_all = cache.k, cache.v  # [L, B, S, Kl, H]
+
+def _forward_body(
+    params: Params, groups: tuple[Rows, ...], *, cfg: ModelConfig, shards: Shards
+) -> tuple[tuple[Array, KVCache], ...]:
+    """The forward pass on this device's slices (all of them without a mesh); see `forward_groups`."""
+    tokens = _concat([g.tokens.reshape(-1) for g in groups])  # [N]
+    positions = _concat([g.positions.reshape(-1) for g in groups])  # [N]
+    token_mask = tokens != cfg.pad_id  # [N]
+    valids: list[Array] = []
+    masks: list[Array] = []
+    for g in groups:
+        b, t = g.tokens.shape
+        rows = jnp.broadcast_to(jnp.arange(b)[:, None], (b, t))
+        valid = g.cache.valid.at[rows, g.positions].set(g.tokens != cfg.pad_id, mode="drop")  # [B, S]
+        valids.append(valid)
+        masks.append(attention_mask(g.positions, valid))  # [B, 1, 1, T, S]
+    routes = _forced_routes(cfg, groups)
+
+    h = _embed(cfg, params.embed, tokens, shards)  # [N, D]
+    caches = [(g.cache.k, g.cache.v) for g in groups]  # [L, B, S, Kl, H] each
     for i, layer in enumerate(params.layers):
         normed = rms_norm(h, layer["attn_norm"], cfg.norm_eps)  # type: ignore[arg-type]
-        attn, k_all, v_all = _attention_block(cfg, layer, normed, positions, i, (k_all, v_all), mask, shards)
+        attn, caches = _attention_block(cfg, layer, normed, positions, groups, i, caches, masks, shards)
         h = h + rms_norm(attn, layer["attn_out_norm"], cfg.norm_eps)  # type: ignore[arg-type]
         normed = rms_norm(h, layer["moe_norm"], cfg.norm_eps)  # type: ignore[arg-type]
         expert_out = _moe_block(cfg, layer, normed, token_mask, shards, None if routes is None else routes[i])
@@ -144,10 +193,17 @@ def _forward_body(
     # Written against embedᵀ [D, V]: XLA's CPU backend then fuses the bf16->f32 convert, the
     # transpose and the batch-1 matrix-vector product into one loop reading the table once
     # (measured 94 ms -> 2 ms for the small preset's 64 MB table); accelerators are indifferent.
-    logits = matmul("btd,dv->btv", h, params.embed.T)  # [B, T, V_l] this device's vocabulary
+    logits = matmul("nd,dv->nv", h, params.embed.T)  # [N, V_l] this device's vocabulary
     logits = logits * cfg.output_multiplier
-    lengths = jnp.maximum(cache.lengths, jnp.max(positions, axis=1).astype(jnp.int32) + 1)
-    return logits, KVCache(k=k_all, v=v_all, valid=valid, lengths=lengths)
+    out: list[tuple[Array, KVCache]] = []
+    start = 0
+    for g, (k_all, v_all), valid in zip(groups, caches, valids, strict=True):
+        b, t = g.tokens.shape
+        group_logits = logits[start : start + b * t].reshape(b, t, -1)  # [B, T, V_l]
+        start += b * t
+        lengths = jnp.maximum(g.cache.lengths, jnp.max(g.positions, axis=1).astype(jnp.int32) + 1)
+        out.append((group_logits, KVCache(k=k_all, v=v_all, valid=valid, lengths=lengths)))
+    return tuple(out)
 
 
 def forward(
@@ -165,16 +221,34 @@ def forward(
     [L, B, T, k] int32 (tests) forces each layer's expert choices. On a mesh (named by the
     weights' sharding) the body runs per device under shard_map; see `parallel`.
     """
+    (result,) = forward_groups(params, cfg, (Rows(tokens, cache, positions, routes),))
+    return result
+
+
+def forward_groups(
+    params: Params, cfg: ModelConfig, groups: tuple[Rows, ...]
+) -> tuple[tuple[Array, KVCache], ...]:
+    """One forward pass over several groups of rows, each with its own cache: (logits [B, T, V]
+    float32, new cache) per group, as `forward` would give for each group alone.
+
+    The groups' tokens go through every weight together (N = sum of B·T rows), so a step that
+    carries decode rows and a prefill chunk reads the weights once; only attention (which has no
+    weights) runs per group, over that group's cache.
+    """
     mesh = mesh_of(params.embed)
     if mesh is None:
-        return _forward_body(params, tokens, cache, positions, routes, cfg=cfg, shards=Shards())
+        return _forward_body(params, groups, cfg=cfg, shards=Shards())
     lay = layout_of_mesh(cfg, mesh)
-    shards = Shards(lay, lay.batch_axes(tokens.shape[0]))
-    in_specs, out_specs = forward_specs(cfg, lay, params, tokens.shape[0], cache.max_len, routes is not None)
-    body = functools.partial(_forward_body, cfg=cfg, shards=shards)
+    specs = [group_specs(cfg, lay, g.tokens.shape[0], g.cache.max_len, g.routes is not None) for g in groups]
+    in_specs = (
+        param_specs(cfg, quantization_of(params), lay),
+        tuple(Rows(s.rows, s.cache, s.rows, s.routes) for s in specs),  # type: ignore[arg-type]
+    )
+    out_specs = tuple((s.logits, s.cache) for s in specs)
+    body = functools.partial(_forward_body, cfg=cfg, shards=Shards(lay))
     # check_vma off: the MoE loop carries per-device values that the replication checker cannot type.
     run = jax.shard_map(body, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
-    result: tuple[Array, KVCache] = run(params, tokens, cache, positions, routes)
+    result: tuple[tuple[Array, KVCache], ...] = run(params, groups)
     return result
 
 
