@@ -181,6 +181,16 @@ def test_drift_is_found_on_rendered_fields_only() -> None:
     assert drifted({"data": {"f": "x"}}, {}) == ["data"]
 
 
+def test_a_key_added_to_a_map_the_operator_owns_whole_is_drift() -> None:
+    desired = {"metadata": {"labels": {"a": "1"}}, "spec": {"selector": {"app": "g"}}, "data": {"f": "x"}}
+    live = {
+        "metadata": {"labels": {"a": "1", "added": "by-someone"}},
+        "spec": {"selector": {"app": "g", "x": "y"}},
+        "data": {"f": "x", "extra": "z"},
+    }
+    assert drifted(desired, live) == ["spec.selector.x", "data.extra"]
+
+
 def test_a_statefulsets_version_ignores_status_updates() -> None:
     sts = {"metadata": {"generation": 3, "resourceVersion": "99"}}
     assert version("StatefulSet", sts) == "g3"
