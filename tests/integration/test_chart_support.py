@@ -38,6 +38,9 @@ class ApiCall:
     resource: str
     namespace: str
     status: int
+    #: A 403 from authorization (RBAC), not from admission (e.g. a namespace being deleted, which
+    #: a cluster-wide operator meets when another test's namespace goes).
+    rbac_denied: bool = False
 
 
 def classify(method: str, url: str) -> tuple[str, str, str, str] | None:
@@ -142,10 +145,14 @@ class RecordingProxy:
             request.method, self.upstream + request.path_qs, headers=headers, data=body or None, ssl=self._ssl
         ) as upstream:
             kind = classify(request.method, request.path_qs)
+            denial = await upstream.read() if upstream.status == 403 else b""
             if kind is not None:
                 verb, group, resource, namespace = kind
+                rbac = upstream.status == 403 and b"NamespaceTerminating" not in denial
                 self.calls.append(
-                    ApiCall(request.method, request.path, verb, group, resource, namespace, upstream.status)
+                    ApiCall(
+                        request.method, request.path, verb, group, resource, namespace, upstream.status, rbac
+                    )
                 )
                 if verb == "patch" and upstream.status == 201:
                     # A server-side apply that creates the object is authorized as `create` too.
@@ -158,6 +165,8 @@ class RecordingProxy:
                     response.headers[key] = value
             await response.prepare(request)
             try:
+                if denial:
+                    await response.write(denial)
                 async for chunk in upstream.content.iter_any():
                     await response.write(chunk)
             except (ConnectionResetError, aiohttp.ClientError):

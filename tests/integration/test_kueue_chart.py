@@ -144,7 +144,7 @@ def test_a_queued_group_reports_kueues_reason_through_the_charts_kueue_rbac(
 
         message = wait_for("the queued group to report Kueue's reason", reason, 90)
         assert NOT_PERMITTED not in message
-        denied = [call for call in installed.proxy.calls if call.status == 403]
+        denied = [call for call in installed.proxy.calls if call.rbac_denied]
         assert denied == []
         assert KUEUE_RULE in used_triples(installed.proxy.calls)
         assert KUEUE_RULE in granted_triples(installed.rules)
