@@ -52,5 +52,6 @@ def test_passes_do_not_list_children(cluster: Any, namespace: str) -> None:
     assert passes >= FLEET, f"only {passes} passes in the window: the test measured nothing"
     assert own == 0, f"the operator's client listed {own} times over {passes} passes"
     # The apiserver's counter covers every client of the shared test cluster (controllers, other
-    # tests' leftovers): a handful may land in the window. The passes themselves listed 4 each.
-    assert sum(lists.values()) <= passes // 20, f"LISTs on the apiserver over {passes} passes: {lists}"
+    # tests' leftovers, watches re-listing): about a dozen land in the window in a full run. The
+    # passes themselves listed 4 each before the cache, 16 times this bound.
+    assert sum(lists.values()) <= passes // 4, f"LISTs on the apiserver over {passes} passes: {lists}"

@@ -34,7 +34,7 @@ def test_the_report_of_a_two_host_tiny_topology() -> None:
     cmd += ["--hosts", "2", "--batch", "2", "--seq-len", "64", "--gpu-memory", "1Gi"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=300).stdout
     assert "model_kv 2 × model_q 1" in out
-    assert "all-reduce f32[2,1,64] over 4 devices (crosses hosts)" in out
-    assert "all-reduce f32[2,1,64] over 2 devices (inside a host)" in out
+    assert "all-reduce f32[2,64] over 4 devices (crosses hosts)" in out
+    assert "all-reduce f32[2,64] over 2 devices (inside a host)" in out
     assert "int8 weights in any collective: 0" in out
     assert out.rstrip().endswith("FITS")
