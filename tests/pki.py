@@ -6,15 +6,16 @@ a client certificate from the same CA, and a client certificate from an unrelate
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from grok_devcluster.pki import issue, new_ca
 
 
 @dataclass(frozen=True)
@@ -29,54 +30,22 @@ class Pki:
     other_client_key: Path
 
 
-def _name(common: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+#: Names a loopback server certificate is valid for.
+_LOOPBACK = x509.SubjectAlternativeName(
+    [
+        x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.IPAddress(ipaddress.ip_address("::1")),
+    ]
+)
+
+CA = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
 
 
-def _builder(subject: str, issuer: x509.Name, key: ec.EllipticCurvePrivateKey) -> x509.CertificateBuilder:
-    now = datetime.datetime.now(datetime.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-    )
-
-
-def _ca(common: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        _builder(common, _name(common), key)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key
-
-
-def _leaf(
-    common: str, ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey], server: bool
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-    builder = (
-        _builder(common, ca[0].subject, key)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-    )
+def _leaf(common: str, ca: CA, server: bool) -> CA:
     if server:
-        names: list[x509.GeneralName] = [
-            x509.DNSName("localhost"),
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-            x509.IPAddress(ipaddress.ip_address("::1")),
-        ]
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    return builder.sign(ca[1], hashes.SHA256()), key
+        return issue(*ca, common, ExtendedKeyUsageOID.SERVER_AUTH, _LOOPBACK)
+    return issue(*ca, common, ExtendedKeyUsageOID.CLIENT_AUTH)
 
 
 def _write(folder: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey | None) -> Path:
@@ -91,7 +60,7 @@ def _write(folder: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurv
 
 def make_pki(folder: Path) -> Pki:
     folder.mkdir(parents=True, exist_ok=True)
-    ca, other = _ca("grok test CA"), _ca("some other CA")
+    ca, other = new_ca("grok test CA"), new_ca("some other CA")
     server = _leaf("grok-worker", ca, server=True)
     client = _leaf("grok client", ca, server=False)
     stranger = _leaf("stranger", other, server=False)

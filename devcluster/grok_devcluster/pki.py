@@ -186,6 +186,31 @@ def generate_pki(folder: Path, extra_ips: Sequence[str] = ()) -> PkiFiles:
     return files
 
 
+def new_ca(common_name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A throwaway self-signed CA (certificate, key)."""
+    key = _new_key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    cert = (
+        _builder(name, name, key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_key_usage(signs_certificates=True), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def issue(
+    ca_cert: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    common_name: str,
+    usage: x509.ObjectIdentifier,
+    san: x509.SubjectAlternativeName | None = None,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A certificate for `common_name` signed by the CA, for `usage` (server or client auth)."""
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return _leaf(ca_key, ca_cert.subject, subject, usage, san)
+
+
 @dataclass(frozen=True)
 class ServingPki:
     """A throwaway CA and one serving certificate it signed, for a server on loopback."""
@@ -202,24 +227,11 @@ def generate_loopback_serving_pki(folder: Path, common_name: str) -> ServingPki:
     For servers the kube-apiserver calls back, such as admission webhooks registered by URL: the
     registration carries ca.crt as its caBundle."""
     folder.mkdir(parents=True, exist_ok=True)
-    ca_key = _new_key()
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{common_name}-ca")])
-    ca_cert = (
-        _builder(ca_name, ca_name, ca_key.public_key())
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(_key_usage(signs_certificates=True), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca_cert, ca_key = new_ca(f"{common_name}-ca")
     san = x509.SubjectAlternativeName(
         [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
     )
-    cert, key = _leaf(
-        ca_key,
-        ca_name,
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]),
-        ExtendedKeyUsageOID.SERVER_AUTH,
-        san,
-    )
+    cert, key = issue(ca_cert, ca_key, common_name, ExtendedKeyUsageOID.SERVER_AUTH, san)
     files = ServingPki(ca_cert=folder / "ca.crt", cert=folder / "tls.crt", key=folder / "tls.key")
     _write_cert(files.ca_cert, ca_cert)
     _write_cert(files.cert, cert)
