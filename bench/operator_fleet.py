@@ -54,6 +54,50 @@ def request_counts(metrics_text: str, verb: str) -> Counter[str]:
     return counts
 
 
+_DURATION = re.compile(
+    r"^apiserver_request_duration_seconds_(?P<part>sum|count)\{(?P<labels>[^}]*)\}\s+(?P<value>[0-9.e+]+)$"
+)
+
+
+def request_seconds(metrics_text: str) -> dict[str, float]:
+    """Seconds the apiserver spent per "VERB resource[/subresource]" (its latency histogram's
+    sums: where the control plane's time went), all clients together."""
+    seconds: dict[str, float] = {}
+    for line in metrics_text.splitlines():
+        match = _DURATION.match(line)
+        if not match or match.group("part") != "sum":
+            continue
+        labels = dict(_LABEL.findall(match.group("labels")))
+        if labels.get("verb") in {"WATCH", "CONNECT"}:
+            continue  # a watch's duration is how long it stayed open
+        resource = "/".join(filter(None, (labels.get("resource", ""), labels.get("subresource", ""))))
+        kind = f"{labels.get('verb', '')} {resource}"
+        seconds[kind] = seconds.get(kind, 0.0) + float(match.group("value"))
+    return seconds
+
+
+def request_mix(before: str, after: str) -> str:
+    """The ten costliest request kinds between two metrics texts: count and apiserver seconds."""
+    earlier = request_seconds(before)
+    seconds = {kind: secs - earlier.get(kind, 0.0) for kind, secs in request_seconds(after).items()}
+    counts = all_request_counts(after)
+    counts.subtract(all_request_counts(before))
+    top = sorted(seconds.items(), key=lambda kv: -kv[1])[:10]
+    return "; ".join(f"{kind} {counts[kind]} in {secs:.1f} s" for kind, secs in top)
+
+
+def all_request_counts(metrics_text: str) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for line in metrics_text.splitlines():
+        match = _SAMPLE.match(line)
+        if not match:
+            continue
+        labels = dict(_LABEL.findall(match.group("labels")))
+        resource = "/".join(filter(None, (labels.get("resource", ""), labels.get("subresource", ""))))
+        counts[f"{labels.get('verb', '')} {resource}"] += int(float(match.group("value")))
+    return counts
+
+
 def rss_bytes() -> int:
     """This process's resident set size (Linux /proc)."""
     with open("/proc/self/status") as f:
@@ -77,30 +121,82 @@ def create_fleet(bench: Bench, namespace: str, count: int) -> float:
     return time.perf_counter() - start
 
 
+class FleetPhases:
+    """Each GrokDeployment's phase, kept by one LIST and then a WATCH (an event per status write,
+    where polling would re-read the whole fleet every second, on the apiserver and in this
+    process, which also runs the operator)."""
+
+    def __init__(self, bench: Bench, namespace: str) -> None:
+        self.bench, self.namespace = bench, namespace
+        self.phases: dict[str, str | None] = {}
+        self.version = ""
+
+    def relist(self) -> None:
+        b = self.bench
+        listing = b.custom.list_namespaced_custom_object(b.c.GROUP, b.c.VERSION, self.namespace, b.c.PLURAL)
+        self.phases = {
+            gd["metadata"]["name"]: (gd.get("status") or {}).get("phase")
+            for gd in listing["items"]  # type: ignore[index]
+        }
+        self.version = listing["metadata"]["resourceVersion"]  # type: ignore[index]
+
+    def follow(self, seconds: float) -> None:
+        """Apply the watch's events for up to `seconds` (re-listing when the watch expired)."""
+        from kubernetes import watch
+        from kubernetes.client.exceptions import ApiException
+
+        b = self.bench
+        stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
+            b.custom.list_namespaced_custom_object,
+            b.c.GROUP,
+            b.c.VERSION,
+            self.namespace,
+            b.c.PLURAL,
+            resource_version=self.version,
+            timeout_seconds=max(1, int(seconds)),
+            _request_timeout=seconds + 10,
+        )
+        try:
+            for event in stream:
+                obj = event["object"]
+                if event["type"] == "ERROR":
+                    self.relist()
+                    return
+                self.version = obj["metadata"]["resourceVersion"]
+                self.phases[obj["metadata"]["name"]] = (obj.get("status") or {}).get("phase")
+        except ApiException as err:
+            if err.status != 410:
+                raise
+            self.relist()
+
+    def counts(self) -> tuple[int, int]:
+        """(objects with a status, objects Ready)."""
+        values = list(self.phases.values())
+        return sum(1 for v in values if v), values.count("Ready")
+
+
 def wait_ready(
     bench: Bench, namespace: str, count: int, timeout: float, result: Result, start: float
 ) -> tuple[float | None, int]:
     """Seconds until `count` are Ready (None on timeout) and how many were Ready at the end; notes
     when every one first had a status (the operator's first pass done) and Ready counts over time.
     Times count from `start` (the first create)."""
-    ready: int = 0
+    fleet = FleetPhases(bench, namespace)
+    fleet.relist()
+    ready = 0
     acted: float | None = None
     progress: list[tuple[float, int]] = []
     while time.perf_counter() - start < timeout:
-        listing = bench.custom.list_namespaced_custom_object(
-            bench.c.GROUP, bench.c.VERSION, namespace, bench.c.PLURAL
-        )
-        phases = [(gd.get("status") or {}).get("phase") for gd in listing["items"]]  # type: ignore[index]
-        ready = phases.count("Ready")
+        with_status, ready = fleet.counts()
         elapsed = time.perf_counter() - start
-        if acted is None and len(phases) >= count and all(phases):
+        if acted is None and with_status >= count:
             acted = elapsed
             result.note("operator first passes", f"every GrokDeployment had a status after {acted:.1f} s")
         if not progress or elapsed - progress[-1][0] >= 30:
             progress.append((elapsed, ready))
         if ready >= count:
             break
-        time.sleep(1.0)
+        fleet.follow(1.0)
     else:
         return None, ready
     result.note("ready over time", ", ".join(f"{t:.0f} s: {n}" for t, n in progress))
@@ -163,10 +259,14 @@ def measure(handle: Any, options: Options, result: Result, count: int, idle_s: f
     operator = OperatorThread(OperatorConfig(kubeconfig=handle.kubeconfig, all_namespaces=True)).start()
     try:
         namespace = bench.namespace(f"bench-fleet-{os.getpid()}")
+        metrics_before = handle.kubectl("get", "--raw", "/metrics").stdout
         start = time.perf_counter()
         created = create_fleet(bench, namespace, count)
         timeout = 60.0 if options.smoke else max(10 * READY_LIMIT_S, 600.0)
         to_ready, ready = wait_ready(bench, namespace, count, timeout, result, start)
+        metrics_after = handle.kubectl("get", "--raw", "/metrics").stdout
+        result.note("requests to Ready", request_mix(metrics_before, metrics_after))
+        result.note("passes to Ready", f"{operator.state.passes} reconcile passes for {count} objects")
         if to_ready is None:  # report what was reached rather than nothing
             result.add(Figure(NAME, "ready_at_timeout", float(ready), "objects", baseline=count, goal=">=1"))
             result.note("fleet", f"only {ready} of {count} Ready after {timeout:.0f} s: no idle window")

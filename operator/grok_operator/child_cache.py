@@ -1,7 +1,7 @@
 """GrokDeployments' children from the operator's own watches, not from LISTs on every pass.
 
-Data flow: kopf watches StatefulSets, Services, ConfigMaps and Pods (one LIST, then a WATCH, per
-kind); the index handlers in handlers.py hand each event's object to `index_entry()`, which keys
+Data flow: kopf watches StatefulSets, Services, ConfigMaps, Pods and NetworkPolicies that carry
+the operator's managed-by label (one LIST, then a WATCH, per kind, label-selected by the apiserver); the index handlers in handlers.py hand each event's object to `index_entry()`, which keys
 it by (namespace, GrokDeployment name) and keeps a slim copy (no managedFields) in a kopf index.
 kopf fills every index before it starts any daemon, so the first pass after a restart already sees
 every child. Before each pass the daemon, on the event loop that owns the indexes, calls
@@ -33,27 +33,42 @@ Obj = dict[str, Any]
 #: (namespace, GrokDeployment name): what a child's `LABEL_DEPLOYMENT` label points at.
 Key = tuple[str, str]
 #: The kinds the cache holds, as the index handlers name them.
-KINDS = ("StatefulSet", "Service", "ConfigMap", "Pod")
+KINDS = ("StatefulSet", "Service", "ConfigMap", "Pod", "NetworkPolicy")
 #: How long a write is remembered at most: the watch delivers it well within this.
 RECORD_SECONDS = 30.0
 
 
+#: The only parts of a Pod's spec a pass reads (observe.py): a pod's spec is most of its size
+#: and every pod event would otherwise copy it.
+POD_SPEC_KEPT = ("schedulingGates", "nodeName")
+
+
 def slim(body: Mapping[str, Any]) -> Obj:
-    """A private deep copy of a watched object without its managedFields (the bulk of a pod)."""
-    obj: Obj = copy.deepcopy(dict(body))
-    meta = obj.get("metadata")
-    if isinstance(meta, dict):
-        meta.pop("managedFields", None)
-    return obj
+    """A private deep copy of what a pass reads of a watched object: without managedFields (the
+    bulk of most objects), and for a Pod only its metadata, status and POD_SPEC_KEPT. Copied
+    after the cut, so the parts dropped are never copied."""
+    meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
+    if body.get("kind") == "Pod":
+        spec = body.get("spec") or {}
+        kept: Obj = {
+            "apiVersion": body.get("apiVersion"),
+            "kind": "Pod",
+            "metadata": meta,
+            "spec": {key: spec[key] for key in POD_SPEC_KEPT if key in spec},
+            "status": body.get("status") or {},
+        }
+    else:
+        kept = {**body, "metadata": meta}
+    return copy.deepcopy(kept)
 
 
-def index_entry(namespace: str | None, body: Mapping[str, Any]) -> dict[Key, Obj] | None:
-    """The index entry of one watched child, or None when it belongs to no GrokDeployment."""
+def index_entry(namespace: str | None, body: Mapping[str, Any], kind: str) -> dict[Key, Obj] | None:
+    """The index entry of one watched child of `kind`, or None when it belongs to no GrokDeployment."""
     labels = (body.get("metadata") or {}).get("labels") or {}
     owner = labels.get(c.LABEL_DEPLOYMENT)
     if not namespace or not owner:
         return None
-    return {(namespace, str(owner)): slim(body)}
+    return {(namespace, str(owner)): slim({**body, "kind": kind})}
 
 
 def _version(obj: Mapping[str, Any]) -> int:
@@ -159,4 +174,5 @@ class ChildCache:
             services=by_name("Service"),
             config_maps=by_name("ConfigMap"),
             pods=merged("Pod"),
+            network_policies=by_name("NetworkPolicy"),
         )

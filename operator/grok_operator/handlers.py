@@ -6,16 +6,25 @@ in a worker thread. Watch events for the GrokDeployment itself (spec edits, `kub
 for its pods and StatefulSets wake the daemon at once; without events it resyncs every
 `resync_seconds`. One daemon per object means passes for one object never overlap.
 
-Every pass starts from a fresh read of the object: a loop whose object is gone (deleted, its
-namespace or its CRD deleted) ends there, and never writes a child for it. An object being deleted
-loses kopf's finalizer here too, so deletion never waits on kopf (which stops serving a kind whose
-CRD is going, leaving its finalizers in place); children go with their owner (garbage collector).
+Every pass starts from the object as the watch last delivered it (kopf keeps a daemon's `body`
+current; a copy is taken on the loop): reading it costs no request. A loop whose object is being
+deleted (it, its namespace or its CRD) reads it afresh, takes kopf's finalizer off and ends, so
+deletion never waits on kopf (which stops serving a kind whose CRD is going, leaving its
+finalizers in place); a write that finds the object or its namespace gone ends the loop too.
+Children go with their owner (garbage collector).
 
 Children are read from memory, not listed: kopf indexes (`*_index` below) keep every labelled
-StatefulSet, Service, ConfigMap and Pod from the watches kopf runs anyway, and before each pass
-the daemon copies its object's entries out of them on the event loop (child_cache.py). A pass
-reads the API only for the object itself (the one GET above), to write, and for a Kueue Workload
-while a group waits for admission; it never LISTs.
+StatefulSet, Service, ConfigMap, Pod and NetworkPolicy from the watches kopf runs anyway, and
+before each pass the daemon copies its object's entries out of them on the event loop
+(child_cache.py). A pass reads the API only to write, for the Secrets its spec names and a
+group's step-key Secret (each at most every 30 s once found; Secrets are never watched or listed)
+and for a Kueue Workload while a group waits for admission; it never LISTs.
+
+Fewer passes while a fleet comes up: every handler here is a coroutine (kopf runs plain functions
+in a thread pool, one hop per event); a burst of child events within DEBOUNCE_SECONDS makes one
+pass; the watch event of a pass's own status write wakes nobody (its resourceVersion is the one
+the write returned); and an object's first pass, which creates its children, takes a reconcile
+slot before any re-pass (slots.py).
 
 Why a daemon and event spies rather than on.create/on.update handlers: those make kopf write its
 own bookkeeping on every change (the last-handled-configuration annotation, progress in status).
@@ -26,6 +35,7 @@ the operator's writes are all hash- or diff-gated, so an idle operator writes no
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,9 +49,11 @@ from grok_operator.kube import ApiError, KubeApi, Observed
 from grok_operator.ratelimit import CreateLimiter
 from grok_operator.reconcile import DeploymentMemory, Reconciler
 from grok_operator.refusals import ObjectGoneError
+from grok_operator.slots import PrioritySlots
 
-#: Coalesce a burst of child events (a group's pods change together) into one pass.
-DEBOUNCE_SECONDS = 0.05
+#: Coalesce a burst of child events (a group's pods and StatefulSet change together, a pod goes
+#: scheduled → running → ready within a second or so) into one pass.
+DEBOUNCE_SECONDS = 0.25
 #: Wait after a pass that failed on an API error before the next try (doubles, capped).
 ERROR_BACKOFF_SECONDS = (1.0, 60.0)
 
@@ -63,11 +75,20 @@ class OperatorState:
     passes: int = 0
     #: Passes that may run at once (the reconcile threads). A daemon takes a slot *before* it copies
     #: its object and children, so a pass never starts from a copy that aged in a queue.
-    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(8))
+    slots: PrioritySlots = field(default_factory=lambda: PrioritySlots(8))
+    #: The resourceVersion each object's last status write produced (loop-owned): its watch
+    #: event is this operator's own write, not a change to act on.
+    own_versions: dict[Key, str] = field(default_factory=dict)
 
     def wake(self, namespace: str | None, name: str | None) -> None:
         if namespace and name and (event := self.wakers.get((namespace, name))) is not None:
             event.set()
+
+    def wake_unless_own(self, namespace: str | None, name: str | None, version: str | None) -> None:
+        """Wake the object's loop unless this event is the status write its last pass made."""
+        if namespace and name and version and self.own_versions.get((namespace, name)) == version:
+            return
+        self.wake(namespace, name)
 
 
 def _now_iso() -> str:
@@ -81,20 +102,31 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
 
     # The watch-fed cache: kopf fills these before it starts any daemon, and keeps them current.
     @kopf.index("apps", "v1", "statefulsets", id="statefulset_index", labels=managed, registry=registry)
-    def statefulset_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
-        return index_entry(namespace, body)
+    async def statefulset_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
+        return index_entry(namespace, body, "StatefulSet")
 
     @kopf.index("services", id="service_index", labels=managed, registry=registry)
-    def service_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
-        return index_entry(namespace, body)
+    async def service_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
+        return index_entry(namespace, body, "Service")
 
     @kopf.index("configmaps", id="config_map_index", labels=managed, registry=registry)
-    def config_map_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
-        return index_entry(namespace, body)
+    async def config_map_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
+        return index_entry(namespace, body, "ConfigMap")
 
     @kopf.index("pods", id="pod_index", labels=managed, registry=registry)
-    def pod_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
-        return index_entry(namespace, body)
+    async def pod_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
+        return index_entry(namespace, body, "Pod")
+
+    @kopf.index(
+        "networking.k8s.io",
+        "v1",
+        "networkpolicies",
+        id="network_policy_index",
+        labels=managed,
+        registry=registry,
+    )
+    async def network_policy_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
+        return index_entry(namespace, body, "NetworkPolicy")
 
     def observed(key: Key, kwargs: dict[str, Any]) -> Observed:
         if not state.indexes:
@@ -103,6 +135,7 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
                 Service=kwargs["service_index"],
                 ConfigMap=kwargs["config_map_index"],
                 Pod=kwargs["pod_index"],
+                NetworkPolicy=kwargs["network_policy_index"],
             )
         return state.cache.observed(key, state.indexes)
 
@@ -122,14 +155,16 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
         wake = state.wakers.setdefault(key, asyncio.Event())
         memory = state.memories.setdefault(key, DeploymentMemory())
         failures = 0
+        passed = False
         try:
             while not stopped:
                 wait = state.resync_seconds
                 try:
-                    async with state.slots:
+                    async with state.slots.hold(first=not passed):
                         wake.clear()
-                        snapshot = await asyncio.to_thread(_current, state.api, key, uid)
-                        if snapshot is None:
+                        snapshot = _snapshot(body)
+                        if snapshot is None:  # being deleted: read it afresh to take the finalizer off
+                            await asyncio.to_thread(_current, state.api, key, uid)
                             logger.info(f"{key[0]}/{key[1]} is gone or being deleted: its loop ends")
                             state.memories.pop(key, None)
                             return
@@ -143,7 +178,10 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
                             observed=children,
                         )
                     failures = 0
+                    passed = True
                     state.passes += 1
+                    if outcome.status_version is not None:
+                        state.own_versions[key] = outcome.status_version
                     if outcome.writes:
                         logger.info(
                             f"{key[0]}/{key[1]} reconciled: phase {outcome.phase}, {outcome.writes} write(s)"
@@ -166,13 +204,14 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
                 await asyncio.sleep(DEBOUNCE_SECONDS)
         finally:
             state.wakers.pop(key, None)
+            state.own_versions.pop(key, None)
             if body.metadata.get("deletionTimestamp"):
                 state.memories.pop(key, None)
                 state.cache.written.forget(key)
 
     @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL, registry=registry)
-    def deployment_changed(namespace: str | None, name: str | None, **_: Any) -> None:
-        state.wake(namespace, name)
+    async def deployment_changed(namespace: str | None, name: str | None, meta: kopf.Meta, **_: Any) -> None:
+        state.wake_unless_own(namespace, name, meta.get("resourceVersion"))
 
     @kopf.on.event(
         "apiextensions.k8s.io",
@@ -188,7 +227,7 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
         await release_all(state)
 
     @kopf.on.event("pods", labels=managed, registry=registry)
-    def pod_changed(
+    async def pod_changed(
         type: str | None, namespace: str | None, labels: kopf.Labels, meta: kopf.Meta, **_: Any
     ) -> None:
         owner = labels.get(c.LABEL_DEPLOYMENT)
@@ -200,8 +239,15 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
         state.wake(namespace, owner)
 
     @kopf.on.event("apps", "v1", "statefulsets", labels=managed, registry=registry)
-    def statefulset_changed(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+    async def statefulset_changed(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
         state.wake(namespace, labels.get(c.LABEL_DEPLOYMENT))
+
+
+def _snapshot(body: kopf.Body) -> dict[str, Any] | None:
+    """A private copy of the object as the watch last delivered it (kopf keeps a daemon's `body`
+    current); None when it is being deleted."""
+    snapshot: dict[str, Any] = copy.deepcopy(dict(body))
+    return None if snapshot.get("metadata", {}).get("deletionTimestamp") else snapshot
 
 
 def _current(api: KubeApi, key: Key, uid: str) -> dict[str, Any] | None:

@@ -61,6 +61,7 @@ class Observed:
     services: dict[str, Obj] = field(default_factory=dict)
     config_maps: dict[str, Obj] = field(default_factory=dict)
     pods: list[Obj] = field(default_factory=list)
+    network_policies: dict[str, Obj] = field(default_factory=dict)
 
 
 def load_configuration(kubeconfig: str | None = None, context: str | None = None) -> k8s.Configuration:
@@ -174,6 +175,7 @@ class KubeApi:
             services=by_name("Service"),
             config_maps=by_name("ConfigMap"),
             pods=self.list("Pod", namespace, selector),
+            network_policies=by_name("NetworkPolicy"),
         )
 
     def get(self, kind: str, namespace: str, name: str) -> Obj | None:

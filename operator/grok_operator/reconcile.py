@@ -19,6 +19,7 @@ the watch-fed cache (child_cache.py) when the caller passes `observed`, else fro
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import threading
@@ -132,6 +133,9 @@ class Outcome:
     writes: int
     requeue_after: float | None = None
     phase: str = ""
+    #: The object's resourceVersion after this pass's status write (None: no status written):
+    #: the watch event of that write is the operator's own and needs no new pass.
+    status_version: str | None = None
 
 
 def _group_index(obj: Mapping[str, Any]) -> int | None:
@@ -215,7 +219,7 @@ class Reconciler:
         self.limiter = limiter
         #: Where applies and deletes are recorded for the watch-fed cache (None: no cache).
         self.written = written
-        self.security = SecurityChildren(api)
+        self.security = SecurityChildren(api, written)
 
     def reconcile(
         self,
@@ -252,7 +256,8 @@ class Reconciler:
         result: ValidSpec | Sequence[SpecProblem] = pass_cache.validated(key, owner.name)
         reason = c.Reason.INVALID_SPEC
         if isinstance(result, ValidSpec):
-            resolved = resolve_secrets(self.api, owner.namespace, result)
+            keys_of = functools.partial(self.security.secret_keys, now=now)
+            resolved = resolve_secrets(keys_of, owner.namespace, result)
             result, reason = (resolved, reason) if isinstance(resolved, ValidSpec) else resolved.astuple()
         if not isinstance(result, ValidSpec):
             groups = _observe_groups(
@@ -263,8 +268,10 @@ class Reconciler:
             self._event_on_change(
                 body, status.conditions[0].reason, status.conditions[0].message, live_status
             )
-            self._write_status(owner, live_status, status)
-            return Outcome(writes=self.api.thread_writes - before, phase=status.phase)
+            written_version = self._write_status(owner, live_status, status)
+            return Outcome(
+                status_version=written_version, writes=self.api.thread_writes - before, phase=status.phase
+            )
 
         valid = result
         spec = valid.spec
@@ -288,8 +295,10 @@ class Reconciler:
             self._event_on_change(
                 body, status.conditions[0].reason, status.conditions[0].message, live_status
             )
-            self._write_status(owner, live_status, status)
-            return Outcome(writes=self.api.thread_writes - before, phase=status.phase)
+            written_version = self._write_status(owner, live_status, status)
+            return Outcome(
+                status_version=written_version, writes=self.api.thread_writes - before, phase=status.phase
+            )
 
         limits = RolloutLimits(
             replicas=spec.replicas,
@@ -306,7 +315,7 @@ class Reconciler:
         children = pass_cache.children(
             owner, key, tuple(i for i in plan.keep if i not in deferred), valid.tls_client_ca
         )
-        self.security.sync(owner, valid, plan.keep, now=now)
+        self.security.sync(owner, valid, plan.keep, observed, now=now)
         remembered_refusal = memory.refusal
         if (
             remembered_refusal is None
@@ -324,8 +333,9 @@ class Reconciler:
             if shortage is not None:
                 status = blocked_status(inputs, shortage.reason, shortage.message, groups)
                 self._event_on_change(body, shortage.reason, shortage.message, live_status)
-                self._write_status(owner, live_status, status)
+                written_version = self._write_status(owner, live_status, status)
                 return Outcome(
+                    status_version=written_version,
                     writes=self.api.thread_writes - before,
                     requeue_after=shortage.retry_after,
                     phase=status.phase,
@@ -378,14 +388,19 @@ class Reconciler:
                 reported[i] = seen
         inputs = dataclasses.replace(inputs, endpoint=endpoint(owner, valid))
         status = serving_status(inputs, replicas=spec.replicas, capacity=capacity, groups=reported, plan=plan)
-        self._write_status(owner, live_status, status)
+        written_version = self._write_status(owner, live_status, status)
         requeue = None
         if plan.backing_off:
             requeue = max(0.5, min(memory.group(i).retry_at for i in plan.backing_off) - now)
         if deferred and self.limiter is not None:
             next_create = max(0.2, self.limiter.wait((owner.namespace, owner.name)))
             requeue = next_create if requeue is None else min(requeue, next_create)
-        return Outcome(writes=self.api.thread_writes - before, requeue_after=requeue, phase=status.phase)
+        return Outcome(
+            status_version=written_version,
+            writes=self.api.thread_writes - before,
+            requeue_after=requeue,
+            phase=status.phase,
+        )
 
     def _explain_missing_pods(
         self, owner: Owner, observed: Observed, groups: dict[int, GroupObservation], hosts: int, now_iso: str
@@ -433,8 +448,9 @@ class Reconciler:
         kept = dataclasses.replace(inputs, endpoint=str(live_status.get("endpoint") or ""))
         status = invalid_status(kept, [problem], groups, reason=c.Reason.REFUSED_BY_API_SERVER)
         self._event_on_change(body, status.conditions[0].reason, status.conditions[0].message, live_status)
-        self._write_status(owner, live_status, status)
+        written_version = self._write_status(owner, live_status, status)
         return Outcome(
+            status_version=written_version,
             writes=self.api.thread_writes - before,
             requeue_after=max(1.0, remembered.retry_at - now),
             phase=status.phase,
@@ -530,9 +546,10 @@ class Reconciler:
         wanted["Service"].add(client_name)
         for group in children.groups:
             # The headless Service first: the pods' DNS names must resolve as soon as they start.
-            svc_name = group.service["metadata"]["name"]
-            self._apply_if_changed(body, group.service, observed.services.get(svc_name), memory)
-            wanted["Service"].add(svc_name)
+            if group.service is not None:
+                svc_name = group.service["metadata"]["name"]
+                self._apply_if_changed(body, group.service, observed.services.get(svc_name), memory)
+                wanted["Service"].add(svc_name)
             sts_name = group.statefulset["metadata"]["name"]
             self._apply_if_changed(body, group.statefulset, observed.statefulsets.get(sts_name), memory)
             wanted["StatefulSet"].add(sts_name)
@@ -574,16 +591,19 @@ class Reconciler:
             remembered.deleted_uids[uid] = time.monotonic()
             self.api.delete("Pod", owner.namespace, pod, uid=uid)
 
-    def _write_status(self, owner: Owner, live: Mapping[str, Any], status: Any) -> None:
+    def _write_status(self, owner: Owner, live: Mapping[str, Any], status: Any) -> str | None:
+        """Patch the status where it differs; the object's resourceVersion after it (None: no write)."""
         patch = status_patch(live, status)
-        if patch is not None:
-            logger.debug("status of %s/%s changes: %s", owner.namespace, owner.name, json.dumps(patch)[:2000])
-            try:
-                self.api.patch_status(owner.namespace, owner.name, patch)
-            except ApiError as err:
-                if is_gone(err):
-                    raise ObjectGoneError(f"{c.KIND} {owner.namespace}/{owner.name}: {err}") from err
-                raise
+        if patch is None:
+            return None
+        logger.debug("status of %s/%s changes: %s", owner.namespace, owner.name, json.dumps(patch)[:2000])
+        try:
+            written = self.api.patch_status(owner.namespace, owner.name, patch)
+        except ApiError as err:
+            if is_gone(err):
+                raise ObjectGoneError(f"{c.KIND} {owner.namespace}/{owner.name}: {err}") from err
+            raise
+        return str(written.get("metadata", {}).get("resourceVersion") or "") or None
 
     def _event_on_change(
         self, body: Mapping[str, Any], reason: str, message: str, live: Mapping[str, Any]

@@ -22,10 +22,19 @@ from grok_operator import constants as c
 from grok_operator.handlers import OperatorState, register
 from grok_operator.kube import KubeApi, load_configuration
 from grok_operator.ratelimit import CreateLimiter, CreateLimits
+from grok_operator.slots import PrioritySlots
 
 #: Seconds after its last keep-alive that a peer counts as dead: a standby takes over this long after
 #: the active operator stops (kopf's default is 60; each replica then writes its keep-alive every 5-10 s).
 PEERING_LIFETIME_SECONDS = 15
+#: The children's kinds the operator watches (kopf's selector syntax: plural, or group and plural).
+CHILD_RESOURCES: tuple[str | tuple[str, str], ...] = (
+    "pods",
+    "services",
+    "configmaps",
+    ("apps", "statefulsets"),
+    ("networking.k8s.io", "networkpolicies"),
+)
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,21 @@ class OperatorConfig:
     #: Replica-group creations per second and burst, overall and per GrokDeployment.
     create_limits: CreateLimits = field(default_factory=CreateLimits)
     extra_settings: dict[str, Any] = field(default_factory=dict)
+
+
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf's diff base is for on.create/on.update handlers, which this operator has none of (its
+    daemons and event handlers never read it); kopf still builds one per watch event, a deep copy
+    of every body. This storage builds, fetches and stores nothing."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
 
 
 def connection_info(configuration: k8s.Configuration) -> kopf.ConnectionInfo:
@@ -80,7 +104,7 @@ def build(config: OperatorConfig) -> tuple[kopf.OperatorRegistry, kopf.OperatorS
         api=KubeApi(configuration),
         resync_seconds=config.resync_seconds,
         limiter=CreateLimiter(config.create_limits),
-        slots=asyncio.Semaphore(config.workers),
+        slots=PrioritySlots(config.workers),
     )
     registry = kopf.OperatorRegistry()
     register(registry, state)
@@ -93,6 +117,7 @@ def build(config: OperatorConfig) -> tuple[kopf.OperatorRegistry, kopf.OperatorS
     # Our own Events are explicit and rare; kopf must not turn every log line into an Event write.
     settings.posting.enabled = False
     settings.persistence.finalizer = c.FINALIZER
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.peering.standalone = config.peering is None
     if config.peering is not None:
         settings.peering.name = config.peering
@@ -100,6 +125,11 @@ def build(config: OperatorConfig) -> tuple[kopf.OperatorRegistry, kopf.OperatorS
         settings.peering.priority = config.priority
         settings.peering.lifetime = config.peering_lifetime
     settings.watching.server_timeout = 300
+    # The apiserver filters the children's watches (kopf's `labels=` filters only on arrival): a
+    # cluster's other pods and services never reach this process.
+    managed = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
+    for resource in CHILD_RESOURCES:
+        settings.watching.label_selectors[resource] = managed
     settings.networking.request_timeout = 60
     for dotted, value in config.extra_settings.items():
         section, attr = dotted.split(".", 1)

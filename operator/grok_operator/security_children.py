@@ -1,17 +1,21 @@
 """The Secrets and NetworkPolicies of a GrokDeployment: read, created and synced each pass.
 
 Data flow, inside one reconcile pass (reconcile.py):
-  ValidSpec ─► `resolve_secrets()` GETs the Secrets the spec names (by name: the chart grants
-  `get` on Secrets, never `list`), returns problems that name the field and the fix, or the
+  ValidSpec ─► `resolve_secrets()` reads the Secrets the spec names (`SecurityChildren.secret_keys`:
+  a GET by name, since the chart grants `get` on Secrets, never `list`; the names of their keys
+  kept RECHECK_SECONDS once found), returns problems that name the field and the fix, or the
   ValidSpec with `tls_client_ca` set when the TLS Secret has ca.crt (mutual TLS).
-  kept group indices ─► `SecurityChildren.sync()` (at most every RECHECK_SECONDS per object, and
-  at once when the wanted policies change):
-    - each group's step-key Secret: GET, and when absent POST it once with 32 random bytes (as
-      hex). POST never overwrites (409 when it exists, even if another operator won a race), and
-      the key is never rewritten afterwards: a new key under a running group would split it. Secrets of
-      removed groups stay until the GrokDeployment goes (owner reference; no `delete` grant).
-    - each group's NetworkPolicy (render/networkpolicy.py): applied when its render hash differs,
-      deleted when the group is gone or spec.networkPolicy.enabled is false.
+  kept group indices and the watch-fed children ─► `SecurityChildren.sync()`:
+    - each group's step-key Secret, at most every RECHECK_SECONDS per group: a group that has no
+      StatefulSet yet POSTs its key (32 random bytes as hex) straight away; an existing group GETs
+      it. POST never overwrites (409 when it exists, even if another operator won a race; the key
+      is then read and checked), and the key is never rewritten afterwards: a new key under a
+      running group would split it. Secrets of removed groups stay until the GrokDeployment goes
+      (owner reference; no `delete` grant). Secrets are never listed or watched: the chart grants
+      `get` and `create` on them only.
+    - each group's NetworkPolicy (render/networkpolicy.py), compared with the watch-fed copy
+      (child_cache.py): applied when its render hash differs, deleted when the group is gone or
+      spec.networkPolicy.enabled is false.
 
 Secret data is read only for its keys' presence and never logged (kube.py redacts Secret bodies).
 """
@@ -20,13 +24,15 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from grok_operator import constants as c
-from grok_operator.kube import ApiError, KubeApi
-from grok_operator.render.common import Obj, Owner, render_hash, stable_hash, with_render_hash
+from grok_operator.child_cache import Written
+from grok_operator.kube import ApiError, KubeApi, Observed
+from grok_operator.render.common import Obj, Owner, group_name, render_hash, with_render_hash
 from grok_operator.render.networkpolicy import network_policy
 from grok_operator.render.security import (
     TLS_CA_KEY,
@@ -44,21 +50,24 @@ GROUP_KEY_BYTES = 32
 RECHECK_SECONDS = 30.0
 
 
-def _keys(secret: Mapping[str, Any]) -> set[str]:
-    return {key for key, value in (secret.get("data") or {}).items() if value}
+#: The names of a Secret's non-empty keys, None when there is no such Secret: (namespace, name) -> keys.
+KeysOf = Callable[[str, str], frozenset[str] | None]
 
 
-def _tls_problem(api: KubeApi, namespace: str, name: str) -> tuple[SpecProblem | None, bool]:
+def _keys(secret: Mapping[str, Any]) -> frozenset[str]:
+    return frozenset(key for key, value in (secret.get("data") or {}).items() if value)
+
+
+def _tls_problem(keys_of: KeysOf, namespace: str, name: str) -> tuple[SpecProblem | None, bool]:
     """(problem or None, whether the Secret has ca.crt)."""
     field = "spec.serving.tls.secretName"
-    secret = api.get("Secret", namespace, name)
-    if secret is None:
+    keys = keys_of(namespace, name)
+    if keys is None:
         fix = (
             f"create it: kubectl create secret tls {name} -n {namespace} --cert=server.crt "
             f"--key=server.key (then add {TLS_CA_KEY} for client certificates), or remove serving.tls"
         )
         return SpecProblem(field, f"Secret {name!r} not found in namespace {namespace}; {fix}"), False
-    keys = _keys(secret)
     missing = [key for key in (TLS_CERT_KEY, TLS_KEY_KEY) if key not in keys]
     if missing:
         return SpecProblem(
@@ -67,18 +76,18 @@ def _tls_problem(api: KubeApi, namespace: str, name: str) -> tuple[SpecProblem |
     return None, TLS_CA_KEY in keys
 
 
-def _token_problem(api: KubeApi, namespace: str, name: str) -> SpecProblem | None:
+def _token_problem(keys_of: KeysOf, namespace: str, name: str) -> SpecProblem | None:
     field = "spec.serving.auth.tokenSecretName"
-    secret = api.get("Secret", namespace, name)
+    keys = keys_of(namespace, name)
     example = (
         f"kubectl create secret generic {name} -n {namespace} --from-literal=client-a=$(openssl rand -hex 32)"
     )
-    if secret is None:
+    if keys is None:
         return SpecProblem(
             field,
             f"Secret {name!r} not found in namespace {namespace}; create it: {example}, or remove serving.auth",
         )
-    if not _keys(secret):
+    if not keys:
         return SpecProblem(field, f"Secret {name!r} holds no token; add one per key: {example}")
     return None
 
@@ -94,16 +103,16 @@ class Refused:
         return self.problems, self.reason
 
 
-def resolve_secrets(api: KubeApi, namespace: str, valid: ValidSpec) -> ValidSpec | Refused:
+def resolve_secrets(keys_of: KeysOf, namespace: str, valid: ValidSpec) -> ValidSpec | Refused:
     """The ValidSpec with what its Secrets tell, or the problems (each naming field and fix)."""
     problems: list[SpecProblem] = []  # ports, reserved ones included, are checked up front (preflight.py)
     serving = valid.spec.serving
     client_ca = False
     if serving.tls is not None:
-        tls_problem, client_ca = _tls_problem(api, namespace, serving.tls.secret_name)
+        tls_problem, client_ca = _tls_problem(keys_of, namespace, serving.tls.secret_name)
         problems += [tls_problem] if tls_problem else []
     if serving.auth is not None:
-        token_problem = _token_problem(api, namespace, serving.auth.token_secret_name)
+        token_problem = _token_problem(keys_of, namespace, serving.auth.token_secret_name)
         problems += [token_problem] if token_problem else []
     if problems:
         missing = any("not found in namespace" in p.message for p in problems)
@@ -111,8 +120,12 @@ def resolve_secrets(api: KubeApi, namespace: str, valid: ValidSpec) -> ValidSpec
     return replace(valid, tls_client_ca=client_ca)
 
 
-def _ensure_group_secret(api: KubeApi, owner: Owner, index: int) -> None:
+def _ensure_group_secret(api: KubeApi, owner: Owner, index: int, *, new: bool) -> None:
+    """The group's step key exists and is this GrokDeployment's; a `new` group creates it first
+    (one request where the key is almost always missing), an existing one reads it first."""
     name = group_secret_name(owner.name, index)
+    if new and api.create(group_secret(owner, index, secrets.token_hex(GROUP_KEY_BYTES))):
+        return
     live = api.get("Secret", owner.namespace, name)
     if live is None:
         api.create(group_secret(owner, index, secrets.token_hex(GROUP_KEY_BYTES)))
@@ -136,47 +149,76 @@ def _wanted_policies(owner: Owner, valid: ValidSpec, groups: Iterable[int]) -> d
     return {p["metadata"]["name"]: p for p in policies}
 
 
-def _sync_network_policies(api: KubeApi, owner: Owner, wanted: Mapping[str, Obj]) -> None:
-    live = {
-        p["metadata"]["name"]: p
-        for p in api.list("NetworkPolicy", owner.namespace, f"{c.LABEL_DEPLOYMENT}={owner.name}")
-    }
+def _sync_network_policies(
+    api: KubeApi, owner: Owner, wanted: Mapping[str, Obj], live: Mapping[str, Obj], written: Written | None
+) -> None:
     for name, desired in wanted.items():
         if name not in live or render_hash(live[name]) != render_hash(desired):
-            api.apply(desired)
+            applied = api.apply(desired)
+            if written is not None:
+                written.applied(applied)
     for name, obj in live.items():
         refs = obj["metadata"].get("ownerReferences") or []
-        if name not in wanted and any(ref.get("uid") == owner.uid for ref in refs):
-            api.delete("NetworkPolicy", owner.namespace, name, uid=obj["metadata"].get("uid"))
+        deleting = obj["metadata"].get("deletionTimestamp")
+        if name not in wanted and not deleting and any(ref.get("uid") == owner.uid for ref in refs):
+            uid = str(obj["metadata"].get("uid", ""))
+            api.delete("NetworkPolicy", owner.namespace, name, uid=uid or None)
+            if written is not None:
+                written.deleted((owner.namespace, owner.name), "NetworkPolicy", uid)
 
 
 class SecurityChildren:
-    """Keeps each group's step key and NetworkPolicy in place, reading them at most every
-    `RECHECK_SECONDS` (a burst of pod events makes many passes in a second; each would otherwise
-    re-read them all), and at once when the wanted policies differ from the last ones synced."""
+    """Keeps each group's step key and NetworkPolicy in place. Step keys are read at most every
+    `RECHECK_SECONDS` per group (a burst of pod events makes many passes in a second; each would
+    otherwise re-read them all); policies come from the watch-fed cache and cost no read."""
 
-    def __init__(self, api: KubeApi) -> None:
+    def __init__(self, api: KubeApi, written: Written | None = None) -> None:
         self.api = api
+        self.written = written
+        #: Reconcile threads share this object (passes of different GrokDeployments): both maps
+        #: are read and changed under the lock.
+        self._lock = threading.Lock()
         #: step-key Secret (owner uid, name) -> when it was last seen in place
         self._keys_checked: dict[tuple[str, str], float] = {}
-        #: owner uid -> (fingerprint of the policies last synced, when)
-        self._policies_synced: dict[str, tuple[str, float]] = {}
+        #: a Secret a spec names, found: (namespace, name) -> (its keys' names, when read)
+        self._found: dict[tuple[str, str], tuple[frozenset[str], float]] = {}
 
-    def sync(self, owner: Owner, valid: ValidSpec, groups: Iterable[int], *, now: float) -> None:
+    def secret_keys(self, namespace: str, name: str, *, now: float) -> frozenset[str] | None:
+        """A named Secret's keys (never its values): read again at most every RECHECK_SECONDS
+        once found, at every pass while it is missing (so its creation shows at once)."""
+        with self._lock:
+            self._found = {k: v for k, v in self._found.items() if now - v[1] < RECHECK_SECONDS}
+            cached = self._found.get((namespace, name))
+        if cached is not None:
+            return cached[0]
+        secret = self.api.get("Secret", namespace, name)
+        if secret is None:
+            return None
+        keys = _keys(secret)
+        with self._lock:
+            self._found[(namespace, name)] = (keys, now)
+        return keys
+
+    def sync(
+        self,
+        owner: Owner,
+        valid: ValidSpec,
+        groups: Iterable[int],
+        observed: Observed,
+        *,
+        now: float,
+    ) -> None:
         """Before the groups' StatefulSets are applied: their step keys exist, their policies match."""
-        self._keys_checked = {k: t for k, t in self._keys_checked.items() if now - t < RECHECK_SECONDS}
-        self._policies_synced = {
-            k: v for k, v in self._policies_synced.items() if now - v[1] < RECHECK_SECONDS
-        }
+        with self._lock:
+            self._keys_checked = {k: t for k, t in self._keys_checked.items() if now - t < RECHECK_SECONDS}
+            checked = set(self._keys_checked)
         kept = sorted(groups)
         for index in kept:
             key = (owner.uid, group_secret_name(owner.name, index))
-            if key not in self._keys_checked:
-                _ensure_group_secret(self.api, owner, index)
-                self._keys_checked[key] = now
+            if key not in checked:
+                new = group_name(owner.name, index) not in observed.statefulsets
+                _ensure_group_secret(self.api, owner, index, new=new)
+                with self._lock:
+                    self._keys_checked[key] = now
         wanted = _wanted_policies(owner, valid, kept)
-        fingerprint = stable_hash(sorted((name, render_hash(p)) for name, p in wanted.items()))
-        synced = self._policies_synced.get(owner.uid)
-        if synced is None or synced[0] != fingerprint:
-            _sync_network_policies(self.api, owner, wanted)
-            self._policies_synced[owner.uid] = (fingerprint, now)
+        _sync_network_policies(self.api, owner, wanted, observed.network_policies, self.written)

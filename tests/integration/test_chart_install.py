@@ -440,15 +440,29 @@ def granted_rules(cluster: Any, operator: Operator) -> list[dict[str, Any]]:
     return rules
 
 
+#: Grants for paths this file's scenario (one-host groups, objects deleted while idle) does not
+#: reach, each with the test that does: they must still be granted, and nothing else may go unused.
+RARE_PATH_GRANTS = {
+    # A removed group of more than one host loses its headless Service
+    # (tests/integration/test_operator_serving.py scales a two-host GrokDeployment down).
+    ("", "services", "delete"),
+    # An object whose deletion a pass meets, and every object when the CRD goes, is read afresh to
+    # take kopf's finalizer off (tests/integration/test_operator_faults.py); passes otherwise read
+    # the watch's copy.
+    ("serving.grok.dev", "grokdeployments", "get"),
+}
+
+
 def test_the_charts_rbac_grants_exactly_the_calls_the_operator_made(
     cluster: Any, installed: Operator
 ) -> None:
     granted = granted_triples(granted_rules(cluster, installed))
     used = used_triples(installed.calls)
     assert used - granted == set(), f"calls made without a grant: {sorted(used - granted)}"
-    assert granted - used == set(), (
+    assert granted >= RARE_PATH_GRANTS, f"rare paths not granted: {sorted(RARE_PATH_GRANTS - granted)}"
+    assert granted - used - RARE_PATH_GRANTS == set(), (
         "granted but never used (remove from charts/grok-operator/templates/_rbac_rules.tpl): "
-        f"{sorted(granted - used)}"
+        f"{sorted(granted - used - RARE_PATH_GRANTS)}"
     )
 
 

@@ -1,6 +1,7 @@
 """The operator at scale, against the real control plane: the figures docs/operator.md records.
 
-- apply → every child created (ConfigMap, client and headless Services, StatefulSet): latency of
+- apply → every child created (ConfigMap, client Service, StatefulSet; one-host groups have no
+  headless Service): latency of
   single GrokDeployments applied one after another (median reported);
 - 100 GrokDeployments applied at once (one 1-host group each, on added kwok nodes) all Ready;
 - with nothing changing afterwards, the operator makes no write requests.
@@ -66,7 +67,6 @@ def test_a_hundred_grokdeployments_become_ready_and_the_operator_then_idles(
             def children_exist(name: str = name) -> bool:
                 try:
                     apps.read_namespaced_stateful_set(f"{name}-g0", namespace)
-                    core.read_namespaced_service(f"{name}-g0", namespace)
                     core.read_namespaced_service(name, namespace)
                     core.read_namespaced_config_map(f"{name}-worker-config", namespace)
                 except k8s.ApiException:

@@ -17,6 +17,7 @@ from test_operator_reconcile import NAME, NS, MemoryApi, body
 from grok_operator import constants as c
 from grok_operator.child_cache import RECORD_SECONDS, ChildCache, Key, Written, index_entry, slim
 from grok_operator.kube import Observed
+from grok_operator.observe import pod_facts
 from grok_operator.reconcile import DeploymentMemory, Reconciler
 
 KEY: Key = (NS, NAME)
@@ -37,12 +38,32 @@ def child(kind: str, name: str, version: int, uid: str = "") -> dict[str, Any]:
 
 
 def test_index_entries_are_keyed_by_owner_and_drop_managed_fields() -> None:
-    entry = index_entry(NS, child("Service", "chat", 5))
+    entry = index_entry(NS, child("Service", "chat", 5), "Service")
     assert entry is not None
     assert list(entry) == [KEY]
     assert "managedFields" not in entry[KEY]["metadata"]
-    assert index_entry(NS, {"metadata": {"name": "other", "labels": {}}}) is None
-    assert index_entry(None, child("Service", "chat", 5)) is None
+    assert index_entry(NS, {"metadata": {"name": "other", "labels": {}}}, "Service") is None
+    assert index_entry(None, child("Service", "chat", 5), "Service") is None
+
+
+def test_a_pod_entry_keeps_what_a_pass_reads_of_it_and_no_more() -> None:
+    pod = child("Pod", "chat-g0-0", 3)
+    pod["spec"] = {
+        "containers": [{"name": "worker", "env": [{"name": "X", "value": "y" * 1000}]}],
+        "schedulingGates": [{"name": c.KUEUE_ADMISSION_GATE}],
+        "nodeName": "gpu-0",
+    }
+    pod["status"] = {"phase": "Running", "containerStatuses": [{"name": "worker", "restartCount": 2}]}
+    entry = index_entry(NS, {k: v for k, v in pod.items() if k != "kind"}, "Pod")
+    assert entry is not None
+    kept = entry[KEY]
+    assert kept["spec"] == {"schedulingGates": [{"name": c.KUEUE_ADMISSION_GATE}], "nodeName": "gpu-0"}
+    assert kept["status"] == pod["status"]
+    assert kept["status"] is not pod["status"]
+    assert kept["metadata"]["labels"] == pod["metadata"]["labels"]
+    assert "managedFields" not in kept["metadata"]
+    facts = pod_facts(kept)
+    assert (facts.restarts, facts.admission_gated, facts.phase) == (2, True, "Running")
 
 
 def test_slim_copies_are_private() -> None:
@@ -95,6 +116,7 @@ def test_the_cache_builds_observed_children_from_the_indexes() -> None:
         "Service": {KEY: [child("Service", "chat", 1), child("Service", "chat-g0", 1)]},
         "ConfigMap": {},
         "Pod": {KEY: pods},
+        "NetworkPolicy": {KEY: [child("NetworkPolicy", "chat-g0", 4)]},
     }
     cache.written.applied(child("ConfigMap", "chat", 7))
     observed = cache.observed(KEY, indexes)
@@ -102,6 +124,7 @@ def test_the_cache_builds_observed_children_from_the_indexes() -> None:
     assert list(observed.statefulsets) == ["chat-g0"]
     assert list(observed.config_maps) == ["chat"]
     assert [p["metadata"]["name"] for p in observed.pods] == ["chat-g0-0", "chat-g0-1"]
+    assert list(observed.network_policies) == ["chat-g0"]
     assert cache.observed(("other", "x"), indexes) == Observed()
 
 
@@ -114,7 +137,8 @@ def test_a_pass_fed_by_the_cache_makes_no_list_call_and_records_its_writes() -> 
         body(api), DeploymentMemory(), now=1.0, now_iso="2026-01-01T00:00:00Z", observed=Observed()
     )
     assert lists == []
-    assert written.pending() == 6  # ConfigMap, client Service, 2 x (headless Service, StatefulSet)
+    # ConfigMap, client Service, 2 x (headless Service, StatefulSet, NetworkPolicy)
+    assert written.pending() == 8
 
 
 def test_reconcile_passes_run_safely_against_storms_of_watch_events() -> None:

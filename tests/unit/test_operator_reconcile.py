@@ -42,6 +42,7 @@ class MemoryApi(KubeApi):
                 "StatefulSet": observed.statefulsets,
                 "Service": observed.services,
                 "ConfigMap": observed.config_maps,
+                "NetworkPolicy": observed.network_policies,
             }
             if kind == "Pod":
                 observed.pods.append(copy.deepcopy(obj))

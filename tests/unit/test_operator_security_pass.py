@@ -118,7 +118,7 @@ class CountingApi(MemoryApi):
         return super().list(kind, namespace, label_selector)
 
 
-def test_step_keys_and_policies_are_reread_only_every_recheck_interval_and_restored_then() -> None:
+def test_new_groups_create_their_keys_unread_existing_keys_are_reread_every_interval_policies_never() -> None:
     api, memory = CountingApi(), DeploymentMemory()
     reconciler = Reconciler(api)
 
@@ -127,22 +127,20 @@ def test_step_keys_and_policies_are_reread_only_every_recheck_interval_and_resto
         reconciler.reconcile(body(api, **spec), memory, now=now, now_iso="2026-01-01T00:01:00Z")
         return [r for r in api.reads if "Secret" in r or "NetworkPolicy" in r]
 
-    assert at(100.0) == [
-        f"get Secret {NAME}-g0-step-key",
-        f"get Secret {NAME}-g1-step-key",
-        "list NetworkPolicy",
-    ]
+    assert at(100.0) == []  # new groups: each key is POSTed straight away, nothing read
+    assert ("Secret", f"{NAME}-g0-step-key") in api.objects
+    assert ("NetworkPolicy", f"{NAME}-g1") in api.objects
     key = api.objects[("Secret", f"{NAME}-g0-step-key")]
     del api.objects[("Secret", f"{NAME}-g0-step-key")]
     del api.objects[("NetworkPolicy", f"{NAME}-g1")]
-    assert at(100.0 + RECHECK_SECONDS / 2) == []  # an event burst: nothing read again
-    assert at(100.0 + RECHECK_SECONDS / 2, replicas=3) == [
-        f"get Secret {NAME}-g2-step-key",
-        "list NetworkPolicy",
-    ]
-    assert ("NetworkPolicy", f"{NAME}-g1") in api.objects  # the wanted set changed: synced at once
-    # Back to the first wanted set within the interval: synced at once all the same.
-    assert at(100.0 + RECHECK_SECONDS / 2 + 1) == ["list NetworkPolicy"]
-    assert ("NetworkPolicy", f"{NAME}-g2") not in api.objects
-    assert at(100.0 + RECHECK_SECONDS, replicas=3)  # due again: the lost key is made anew
+    assert at(100.0 + RECHECK_SECONDS / 2) == []  # an event burst: no key read again
+    assert ("NetworkPolicy", f"{NAME}-g1") in api.objects  # policies come from the children: put back at once
+    assert at(100.0 + RECHECK_SECONDS / 2, replicas=3) == []  # g2 is new: created, not read
+    assert ("Secret", f"{NAME}-g2-step-key") in api.objects
+    assert at(100.0 + RECHECK_SECONDS / 2 + 1) == []
+    assert ("NetworkPolicy", f"{NAME}-g2") not in api.objects  # back to two groups: its policy goes
+    assert at(100.0 + RECHECK_SECONDS, replicas=3) == [
+        f"get Secret {NAME}-g0-step-key",
+        f"get Secret {NAME}-g1-step-key",
+    ]  # due again for the groups that exist: the lost key is made anew
     assert api.objects[("Secret", f"{NAME}-g0-step-key")]["data"] != key["data"]

@@ -254,10 +254,20 @@ def test_render(case: str, render: Callable[[], object], expected: object) -> No
     assert render() == expected
 
 
+def test_a_one_host_group_has_no_headless_service_and_a_multi_host_group_has_one() -> None:
+    one_host = render_children(OWNER, valid(topology={"hostsPerReplica": 1, "gpusPerHost": 8}), [0, 1])
+    assert [g.service for g in one_host.groups] == [None, None]
+    two_hosts = render_children(OWNER, valid(), [0])
+    service = two_hosts.groups[0].service
+    assert service is not None
+    assert service["spec"]["clusterIP"] == "None"
+
+
 def test_every_child_is_owned_by_the_grokdeployment_and_carries_a_render_hash() -> None:
     children = render_children(OWNER, valid(), [0, 1])
     objects = [children.config_map, children.client_service]
     for group in children.groups:
+        assert group.service is not None
         objects += [group.service, group.statefulset]
     assert len(objects) == 6
     for obj in objects:

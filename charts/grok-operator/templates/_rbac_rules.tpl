@@ -1,13 +1,13 @@
 {{/*
 The operator's API calls as RBAC rules, one place for both the ClusterRole and the per-namespace Roles.
-Keep in step with operator/grok_operator's API module; the RBAC test fails on any rule no call uses.
+Keep in step with operator/grok_operator's API module; the RBAC test fails on any rule no call uses (but for the rare paths it names, RARE_PATH_GRANTS).
 */}}
 
 {{/* Rules on namespaced objects in the watched namespaces. */}}
 {{- define "grok-operator.rules.namespaced" -}}
-# The GrokDeployments: kopf lists and watches them and patches its finalizer onto them; every
-# reconcile pass reads its object afresh (a loop whose object is gone ends), and an object being
-# deleted loses the finalizer through the operator too (kopf cannot once the CRD is going).
+# The GrokDeployments: kopf lists and watches them and patches its finalizer onto them; a
+# reconcile pass reads the watch's copy, and an object being deleted is read afresh (get) and
+# loses the finalizer through the operator too (kopf cannot once the CRD is going).
 - apiGroups: ["serving.grok.dev"]
   resources: ["grokdeployments"]
   verbs: ["get", "list", "watch", "patch"]
@@ -42,11 +42,11 @@ Keep in step with operator/grok_operator's API module; the RBAC test fails on an
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "create"]
-# A NetworkPolicy per replica group (server-side apply), deleted with its group or when
+# A NetworkPolicy per replica group (server-side apply; the watch feeds the cache), deleted with its group or when
 # spec.networkPolicy.enabled is false.
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
-  verbs: ["list", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 # The operator's own Events (refused spec, group recreated); kopf's log-to-Event posting is off.
 # Listed: the StatefulSet controller's FailedCreate Events, while a group is short of pods (their
 # message, e.g. a missing ServiceAccount, goes into the status).

@@ -1,8 +1,8 @@
 """Pure renderers: every child object of a GrokDeployment, as plain dicts, from a `ValidSpec`.
 
 Data flow: `ValidSpec` + `Owner` → `render_children()` → ConfigMap, client Service, and per replica
-group a headless Service and a StatefulSet, each annotated with its render hash; the I/O layer
-(`kube.py`) applies only those whose hash differs from the live object's.
+group a StatefulSet and, when the group spans hosts, a headless Service, each annotated with its
+render hash; the I/O layer (`kube.py`) applies only those whose hash differs from the live object's.
 """
 
 from __future__ import annotations
@@ -18,10 +18,13 @@ from grok_operator.validation import ValidSpec
 
 @dataclass(frozen=True)
 class GroupChildren:
-    """The two objects of one replica group."""
+    """The objects of one replica group."""
 
     index: int
-    service: Obj
+    #: The headless Service that gives the group's pods DNS names, so followers find their leader;
+    #: None for a one-host group, which has no peers (and then costs no Service, Endpoints or
+    #: EndpointSlice writes).
+    service: Obj | None
     statefulset: Obj
 
 
@@ -43,7 +46,11 @@ def render_children(owner: Owner, valid: ValidSpec, group_indices: list[int]) ->
         groups=tuple(
             GroupChildren(
                 index=i,
-                service=with_render_hash(headless_service(owner, valid, i)),
+                service=(
+                    with_render_hash(headless_service(owner, valid, i))
+                    if valid.spec.topology.hosts_per_replica > 1
+                    else None
+                ),
                 statefulset=with_render_hash(statefulset(owner, valid, i)),
             )
             for i in group_indices

@@ -1,4 +1,5 @@
-"""Render the Services (pure): one for clients, one headless Service per replica group.
+"""Render the Services (pure): one for clients, one headless Service per replica group of more
+than one host.
 
 The client Service selects only leaders (host 0 of each group, by the StatefulSet pod-index
 label), because followers never talk to clients. A group's headless Service gives each pod a

@@ -1,0 +1,121 @@
+"""Reconcile slots (slots.py): bounded, first passes served before re-passes, no slot lost to a
+cancelled waiter."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from grok_operator.slots import PrioritySlots
+
+
+async def _order_of_service(slots: PrioritySlots, waiters: list[tuple[str, bool]]) -> list[str]:
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with slots.hold(first=False):
+            await release.wait()
+
+    async def waiter(name: str, first: bool) -> None:
+        async with slots.hold(first=first):
+            order.append(name)
+            await asyncio.sleep(0)
+
+    held = asyncio.create_task(holder())
+    await asyncio.sleep(0)
+    tasks = []
+    for name, first in waiters:
+        tasks.append(asyncio.create_task(waiter(name, first)))
+        await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(held, *tasks)
+    return order
+
+
+def test_first_passes_are_served_before_re_passes_queued_earlier() -> None:
+    waiters = [("re-a", False), ("re-b", False), ("first-c", True), ("re-d", False), ("first-e", True)]
+    order = asyncio.run(_order_of_service(PrioritySlots(1), waiters))
+    assert order == ["first-c", "first-e", "re-a", "re-b", "re-d"]
+
+
+def test_no_more_than_size_hold_at_once() -> None:
+    async def main() -> int:
+        slots, busy, peak = PrioritySlots(3), 0, 0
+
+        async def one(i: int) -> None:
+            nonlocal busy, peak
+            async with slots.hold(first=i % 2 == 0):
+                busy += 1
+                peak = max(peak, busy)
+                await asyncio.sleep(0.001)
+                busy -= 1
+
+        await asyncio.gather(*(one(i) for i in range(40)))
+        return peak
+
+    assert asyncio.run(main()) == 3
+
+
+def test_a_cancelled_waiter_gives_up_its_place_and_loses_no_slot() -> None:
+    async def main() -> list[str]:
+        slots, order = PrioritySlots(1), []
+        release = asyncio.Event()
+
+        async def holder() -> None:
+            async with slots.hold(first=True):
+                await release.wait()
+
+        async def waiter(name: str) -> None:
+            async with slots.hold(first=True):
+                order.append(name)
+
+        held = asyncio.create_task(holder())
+        await asyncio.sleep(0)
+        doomed = asyncio.create_task(waiter("cancelled"))
+        kept = asyncio.create_task(waiter("kept"))
+        await asyncio.sleep(0)
+        doomed.cancel()
+        release.set()
+        await asyncio.gather(held, kept)
+        await asyncio.gather(doomed, return_exceptions=True)
+        async with slots.hold(first=False):  # the slot came back
+            order.append("after")
+        return order
+
+    assert asyncio.run(main()) == ["kept", "after"]
+
+
+def test_a_waiter_cancelled_after_it_was_handed_the_slot_passes_it_on() -> None:
+    async def main() -> list[str]:
+        slots, order = PrioritySlots(1), []
+        release = asyncio.Event()
+
+        async def holder() -> None:
+            async with slots.hold(first=True):
+                await release.wait()
+
+        async def waiter(name: str) -> None:
+            async with slots.hold(first=False):
+                order.append(name)
+
+        held = asyncio.create_task(holder())
+        await asyncio.sleep(0)
+        handed = asyncio.create_task(waiter("handed"))
+        nxt = asyncio.create_task(waiter("next"))
+        await asyncio.sleep(0)
+        release.set()
+        await asyncio.sleep(0)  # the holder leaves and hands the slot to "handed", not yet resumed
+        assert held.done()
+        handed.cancel()
+        await asyncio.gather(handed, return_exceptions=True)
+        await nxt
+        return order
+
+    assert asyncio.run(main()) == ["next"]
+
+
+def test_slots_must_be_at_least_one() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        PrioritySlots(0)
