@@ -20,7 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from grok_worker.model_config import ModelDims
+from grok_worker.model_config import DIMENSION_MINIMUMS, PRESETS, ModelDims
 
 CONFIG_MOUNT_DIR = "/etc/grok"
 #: The config schema's version, "MAJOR.MINOR": a new field takes a new minor, a field removed or
@@ -134,8 +134,9 @@ class ServingSection(BaseModel):
     http_port: int = Field(default=0, ge=0, le=65535)
     #: Decode slots: requests decoded together in one batched step.
     max_batch: int = Field(default=8, ge=1)
-    #: Longest prompt + completion a request may use; also the KV-cache length per slot.
-    max_seq_len: int = Field(default=8192, ge=2)
+    #: Longest prompt + completion a request may use; also the KV-cache length per slot. The default,
+    #: Grok-1's maximum, is lowered to the model's when the config leaves it unset (server/config.py).
+    max_seq_len: int = Field(default=PRESETS["grok-1"].max_seq_len, ge=DIMENSION_MINIMUMS["max_seq_len"])
     #: Requests waiting for a slot beyond which new ones get RESOURCE_EXHAUSTED.
     max_queue: int = Field(default=64, ge=0)
     #: Prompt-length buckets compiled before the worker reports SERVING; empty = powers of two.

@@ -18,7 +18,7 @@ from pydantic_core import CoreSchema
 
 from grok_operator.constants import DEFAULT_IMAGE
 from grok_worker.contract import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, DEFAULT_METRICS_PORT
-from grok_worker.model_config import DIMENSION_NAMES, PRESETS, ModelDims
+from grok_worker.model_config import DIMENSION_MINIMUMS, DIMENSION_NAMES, PRESETS, ModelDims
 
 #: Most replica groups of one GrokDeployment: 1024 groups of 8 GPUs is 8192 GPUs (several Grok-1
 #: fleets), while the children's names stay within their 63-character budget (preflight.py).
@@ -213,7 +213,7 @@ class ServingSpec(ApiModel):
     """Port of the Prometheus metrics endpoint."""
     max_batch: int = Field(default=8, ge=1, le=4096)
     """Decode slots: requests decoded together in one batched step. Sizes the KV cache with maxSequenceLength."""
-    max_sequence_length: int | None = Field(default=None, ge=2, le=1048576)
+    max_sequence_length: int | None = Field(default=None, ge=DIMENSION_MINIMUMS["max_seq_len"], le=1048576)
     """Longest prompt + completion of one request; also the KV-cache length of each slot. Default: the model's maximum (8192 for Grok-1)."""
     max_queue: int = Field(default=64, ge=0)
     """Requests waiting for a slot; beyond it new requests get RESOURCE_EXHAUSTED."""
