@@ -7,8 +7,9 @@ The worker reads them back with `WorkerConfig.from_file()` and `GroupEnv.from_en
 explicit dimensions are `grok_worker.model_config.ModelDims`, the type the GrokDeployment API and the
 model share, so their fields and rules are defined once.
 
-This module must stay dependency-light (pydantic and the standard library only): the operator
-imports it and must never pull in JAX, gRPC or numpy (an import-linter contract enforces it).
+This module must stay dependency-light (pydantic, `grok_worker.model_config` and the standard library
+only): the operator imports it and must never pull in JAX, gRPC or numpy (an import-linter contract
+enforces it).
 """
 
 from __future__ import annotations
