@@ -19,6 +19,7 @@ import grpc
 
 from grok.v1 import generation_pb2 as pb
 from grok.v1 import generation_pb2_grpc as pb_grpc
+from grok_worker.model_config import FIRST_ORDINARY_ID
 
 #: gRPC deadline of one streamed request: generous, so only a hung server trips it.
 STREAM_DEADLINE_SECONDS = 1800.0
@@ -53,9 +54,9 @@ def request(prompt: list[int], max_tokens: int) -> pb.GenerateRequest:
 
 
 def prompt_ids(length: int, vocab_size: int, seed: int) -> list[int]:
-    """A reproducible prompt of ordinary token ids (ids 0-3 are pad/bos/eos/unk)."""
+    """A reproducible prompt of ordinary token ids (the special ids lie below FIRST_ORDINARY_ID)."""
     rng = random.Random(seed)
-    return [rng.randrange(4, vocab_size) for _ in range(length)]
+    return [rng.randrange(FIRST_ORDINARY_ID, vocab_size) for _ in range(length)]
 
 
 async def stream_one(stub: pb_grpc.GenerationServiceStub, req: pb.GenerateRequest) -> Trace:

@@ -114,20 +114,22 @@ class Reason:
     SCALED_TO_ZERO: Final = "ScaledToZero"
     #: The apiserver refuses a child (4xx): the message is the server's, with the field.
     REFUSED_BY_API_SERVER: Final = "RefusedByApiServer"
-    #: The StatefulSet controller cannot create the pods (missing ServiceAccount, PriorityClass...).
+    #: The StatefulSet controller cannot create a group's pods (a missing ServiceAccount or
+    #: PriorityClass, a quota, a webhook): its FailedCreate message (dependencies.py); phase
+    #: Unschedulable.
     POD_CREATION_FAILED: Final = "PodCreationFailed"
     #: The cluster refused a child for lack of a shared resource (no free Service ClusterIP).
     SERVICE_IPS_EXHAUSTED: Final = "ServiceIPsExhausted"
 
 
 class EventReason:
-    """Reasons of the Kubernetes Events the operator records on a GrokDeployment."""
+    """Reasons of the Kubernetes Events the operator records on a GrokDeployment, besides the
+    Warning it posts when the Ready condition's story changes to a refusal (InvalidSpec,
+    InsufficientDeviceMemory, RefusedByApiServer, ServiceIPsExhausted...), which carries that
+    condition's `Reason`."""
 
     GROUP_RECREATED: Final = "GroupRecreated"
-    INSUFFICIENT_DEVICE_MEMORY: Final = Reason.INSUFFICIENT_DEVICE_MEMORY
-    INVALID_SPEC: Final = Reason.INVALID_SPEC
     GROUP_ROLLED: Final = "GroupRolled"
-    REFUSED_BY_API_SERVER: Final = Reason.REFUSED_BY_API_SERVER
     #: A child changed by hand was put back to what the spec renders.
     DRIFT_CORRECTED: Final = "DriftCorrected"
 

@@ -7,7 +7,8 @@ Without them the group would read "0/2 hosts ready" forever.
 Data flow: observed groups with fewer live pods than hosts → the reconcile lists the namespace's
 FailedCreate Events once (`KubeApi.failed_creates`) → `creation_failures()` keeps, per StatefulSet
 (matched by uid, so an earlier StatefulSet of the same name does not count), the latest message →
-`explain()` turns such a group into UNSCHEDULABLE with that message, which the status reports.
+`explain()` turns such a group into POD_CREATION_FAILED with that message, which the status reports
+(reason PodCreationFailed, phase Unschedulable).
 """
 
 from __future__ import annotations
@@ -59,6 +60,6 @@ def creation_failures(
 def explain(group: GroupObservation, failure: str) -> GroupObservation:
     return dataclasses.replace(
         group,
-        state=GroupState.UNSCHEDULABLE,
+        state=GroupState.POD_CREATION_FAILED,
         message=f"the StatefulSet controller cannot create the pods of {group.name}: {failure}",
     )

@@ -33,6 +33,9 @@ class GroupState(enum.StrEnum):
     RECREATING = "Recreating"
     FAILED = "Failed"
     UNSCHEDULABLE = "Unschedulable"
+    #: Short of pods the StatefulSet controller cannot create (its FailedCreate Events: a missing
+    #: ServiceAccount or PriorityClass, a quota, an admission webhook); set by dependencies.py.
+    POD_CREATION_FAILED = "PodCreationFailed"
     #: Kueue holds the group's pods (its admission scheduling gate) until it admits the group whole.
     WAITING_ADMISSION = "WaitingForAdmission"
     LOADING = "Loading"

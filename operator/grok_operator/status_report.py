@@ -6,7 +6,7 @@ status does not change, so recomputing an unchanged state yields an identical st
 I/O layer (which writes only differences) writes nothing.
 
 Which story wins when several are true: an invalid spec, then too little device memory, then pods
-the scheduler cannot place, then crash loops, then groups waiting for Kueue's admission (queued on
+the StatefulSet controller cannot create or the scheduler cannot place, then crash loops, then groups waiting for Kueue's admission (queued on
 purpose: Progressing, not Degraded), then a rollout, then loading.
 """
 
@@ -156,6 +156,21 @@ def _counters(groups: Mapping[int, GroupObservation]) -> dict[str, Any]:
     }
 
 
+#: Group states that wait on the cluster rather than on time, and the reason each reports.
+_STUCK = {
+    GroupState.POD_CREATION_FAILED: Reason.POD_CREATION_FAILED,
+    GroupState.UNSCHEDULABLE: Reason.UNSCHEDULABLE,
+}
+
+
+def _stuck_reason(stuck: Sequence[GroupObservation]) -> str:
+    """PodCreationFailed when any group's pods cannot even be created (the fix is a missing object,
+    named in the message), else Unschedulable."""
+    if any(g.state is GroupState.POD_CREATION_FAILED for g in stuck):
+        return Reason.POD_CREATION_FAILED
+    return Reason.UNSCHEDULABLE
+
+
 def serving_status(
     inputs: ReportInputs,
     *,
@@ -169,7 +184,7 @@ def serving_status(
     existing = [g for g in groups.values() if g.exists]
     ready_regular = sum(g.available and g.updated for g in regular)
     ready_total = sum(g.available for g in existing)
-    unschedulable = [g for g in existing if g.state is GroupState.UNSCHEDULABLE]
+    stuck = [g for g in existing if g.state in _STUCK]
     queued = [g for g in existing if g.state is GroupState.WAITING_ADMISSION]
     failed = [g for g in existing if g.state is GroupState.FAILED or (g.index in dict(plan.recreate))]
     outdated = [g for g in regular if not g.updated]
@@ -188,9 +203,9 @@ def serving_status(
         degraded = (False, Reason.AS_EXPECTED, "")
     else:
         summary = f"{ready_total} of {replicas} replica groups ready"
-        if unschedulable:
-            phase, reason = Phase.UNSCHEDULABLE, Reason.UNSCHEDULABLE
-            detail = "; ".join(g.message for g in unschedulable)
+        if stuck:
+            phase, reason = Phase.UNSCHEDULABLE, _stuck_reason(stuck)
+            detail = "; ".join(g.message for g in stuck)
         elif failed:
             phase, reason = Phase.DEGRADED, Reason.CRASH_LOOPING
             detail = "; ".join(f"group {g.name}: {g.message}, recreating the whole group" for g in failed)
@@ -213,8 +228,8 @@ def serving_status(
         message = f"{summary}: {detail}"
         full = ready_total >= replicas and not outdated
         ready = (True, Reason.READY, message) if full else (False, reason, message)
-        progressing = (reason not in (Reason.UNSCHEDULABLE,), reason, message)
-        is_degraded = reason in (Reason.UNSCHEDULABLE, Reason.CRASH_LOOPING)
+        progressing = (reason not in _STUCK.values(), reason, message)
+        is_degraded = reason in (*_STUCK.values(), Reason.CRASH_LOOPING)
         degraded = (
             is_degraded,
             reason if is_degraded else Reason.AS_EXPECTED,

@@ -6,8 +6,10 @@ module checks what needs the model's dimensions or the object's name (and, throu
 what the apiserver demands of the children), and re-checks the schema's
 rules through pydantic, so an object stored under an older CRD is reported, never crashed on.
 
-Data flow: raw spec dict → pydantic `GrokDeploymentSpec` → `ModelConfig` (preset or dimensions,
-from `grok_worker.model_config`) → mesh and serving checks → `ValidSpec` for the renderers.
+Data flow: raw spec dict → pydantic `GrokDeploymentSpec` (its `ModelDims` enforces the dimension
+rules the worker enforces, reported per field) → `ModelConfig` (preset or dimensions, from
+`grok_worker.model_config`) → mesh and serving checks (the length rules are the contract's
+functions, the worker's own) → `ValidSpec` for the renderers.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
-from grok_operator.api import GrokDeploymentSpec
+from grok_operator.api import GrokDeploymentSpec, api_field_name
 from grok_operator.preflight import child_problems, name_problems
 from grok_operator.quantity import parse_bytes
-from grok_worker.contract import MeshSpec, ModelSection, default_buckets, prefill_bucket_problem
-from grok_worker.model_config import PRESETS, ModelConfig, config_from_contract
+from grok_worker.contract import MeshSpec, default_buckets, prefill_bucket_problem, sequence_problem
+from grok_worker.model_config import PRESETS, InvalidDimsError, ModelConfig, divisors
 
 
 @dataclass(frozen=True)
@@ -64,10 +67,7 @@ def validate(raw_spec: Mapping[str, Any], *, name: str = "") -> ValidSpec | list
     try:
         spec = GrokDeploymentSpec.model_validate(dict(raw_spec))
     except ValidationError as err:
-        for item in err.errors():
-            path = ".".join(str(part) for part in ("spec", *item["loc"]))
-            problems.append(SpecProblem(path, f"{item['msg']} (got {item.get('input')!r})"))
-        return problems
+        return problems + [problem for item in err.errors() for problem in _schema_problems(item)]
 
     model = _model_config(spec, problems)
     mesh = _mesh(spec, model)
@@ -84,19 +84,30 @@ def validate(raw_spec: Mapping[str, Any], *, name: str = "") -> ValidSpec | list
     return ValidSpec(spec=spec, model=model, mesh=mesh, device_memory_bytes=memory)
 
 
+def _schema_problems(item: ErrorDetails) -> list[SpecProblem]:
+    """One pydantic error as problems; broken dimension rules (`InvalidDimsError`, raised while the
+    shared `ModelDims` is read) become one problem per dimension field."""
+    path = ".".join(str(part) for part in ("spec", *item["loc"]))
+    error = item.get("ctx", {}).get("error")
+    if isinstance(error, InvalidDimsError):
+        return _dims_problems(path, error)
+    return [SpecProblem(path, f"{item['msg']} (got {item.get('input')!r})")]
+
+
+def _dims_problems(path: str, error: InvalidDimsError) -> list[SpecProblem]:
+    return [SpecProblem(f"{path}.{api_field_name(p.field)}", p.message) for p in error.problems]
+
+
 def _model_config(spec: GrokDeploymentSpec, problems: list[SpecProblem]) -> ModelConfig | None:
     model = spec.model
     if model.preset is not None and model.dimensions is not None:
         problems.append(SpecProblem("spec.model", "set either preset or dimensions, not both"))
         return None
     if model.dimensions is not None:
-        section = ModelSection(
-            preset=None, dims=model.dimensions.to_contract(), quantization=model.quantization
-        )
         try:
-            return config_from_contract(section)
-        except ValueError as err:
-            problems.append(SpecProblem("spec.model.dimensions", str(err)))
+            return ModelConfig.from_dims("custom", model.dimensions)
+        except InvalidDimsError as err:  # the int8 checkpoint layout's rules (ModelConfig.problems)
+            problems += _dims_problems("spec.model.dimensions", err)
             return None
     if model.preset is None:
         problems.append(SpecProblem("spec.model", f"set preset (one of {sorted(PRESETS)}) or dimensions"))
@@ -125,10 +136,6 @@ def _mesh(spec: GrokDeploymentSpec, model: ModelConfig | None) -> MeshSpec:
     return MeshSpec(data=topo.mesh.data, expert=topo.mesh.expert, model=topo.mesh.model)
 
 
-def _divisors(n: int) -> str:
-    return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0)
-
-
 def _mesh_problems(spec: GrokDeploymentSpec, mesh: MeshSpec, model: ModelConfig | None) -> list[SpecProblem]:
     topo = spec.topology
     devices = topo.hosts_per_replica * topo.gpus_per_host
@@ -147,7 +154,7 @@ def _mesh_problems(spec: GrokDeploymentSpec, mesh: MeshSpec, model: ModelConfig 
                 SpecProblem(
                     "spec.topology.mesh.model",
                     f"the model's {model.n_q_heads} query heads are not divisible by the model axis "
-                    f"{mesh.model}; use a model axis among {_divisors(model.n_q_heads)}",
+                    f"{mesh.model}; use a model axis among {divisors(model.n_q_heads)}",
                 )
             )
         if model.ffn_size % mesh.model:
@@ -162,7 +169,7 @@ def _mesh_problems(spec: GrokDeploymentSpec, mesh: MeshSpec, model: ModelConfig 
                 SpecProblem(
                     "spec.topology.mesh.expert",
                     f"the model's {model.n_experts} experts are not divisible by the expert axis "
-                    f"{mesh.expert}; use an expert axis among {_divisors(model.n_experts)}",
+                    f"{mesh.expert}; use an expert axis among {divisors(model.n_experts)}",
                 )
             )
     if spec.serving.max_batch % mesh.data:
@@ -196,21 +203,16 @@ def _bucket_problems(spec: GrokDeploymentSpec, max_seq_len: int) -> list[SpecPro
             )
         ]
     field = "spec.serving.prefillBuckets" if serving.prefill_buckets else "spec.serving.maxPromptLength"
-    problem = prefill_bucket_problem(prefill_buckets(spec), max_seq_len, field)
-    return [SpecProblem(field, problem.removeprefix(f"{field}: "))] if problem else []
+    problem = prefill_bucket_problem(prefill_buckets(spec), max_seq_len)
+    return [SpecProblem(field, problem)] if problem else []
 
 
 def _other_problems(spec: GrokDeploymentSpec, model: ModelConfig | None) -> list[SpecProblem]:
     problems: list[SpecProblem] = []
     requested = spec.serving.max_sequence_length
-    if model is not None and requested is not None and requested > model.max_seq_len:
-        problems.append(
-            SpecProblem(
-                "spec.serving.maxSequenceLength",
-                f"{spec.serving.max_sequence_length} exceeds the model's maximum of {model.max_seq_len}; "
-                f"use at most {model.max_seq_len}",
-            )
-        )
+    if model is not None and requested is not None:
+        too_long = sequence_problem(requested, model.max_seq_len)
+        problems += [SpecProblem("spec.serving.maxSequenceLength", too_long)] if too_long else []
     if model is not None:
         problems += _bucket_problems(spec, requested or model.max_seq_len)
     if spec.model.checkpoint.uri is not None:

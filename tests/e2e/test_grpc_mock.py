@@ -15,6 +15,7 @@ from grok.v1 import generation_pb2 as pb
 from grok_worker.client import AsyncGrokClient
 from grok_worker.engine.mock import MockEngine
 from grok_worker.engine.text import ByteTokenizer
+from grok_worker.model_config import EOS_ID
 from grok_worker.server.app import WorkerServer
 from grok_worker.server.local import start_local_server
 
@@ -134,7 +135,7 @@ async def test_model_info_reports_limits_and_serving_state(client: AsyncGrokClie
     assert info.load_state == pb.LOAD_STATE_SERVING
     assert info.load_progress == 1.0
     assert info.has_tokenizer
-    assert info.eos_id == 2
+    assert info.eos_id == EOS_ID
     assert await client.health() == "SERVING"
     assert await client.health("grok.v1.GenerationService") == "SERVING"
 

@@ -16,12 +16,12 @@ import pytest
 
 from grok.v1 import generation_pb2 as pb
 from grok_worker.client import GrokClient
-from grok_worker.model_config import PRESETS
+from grok_worker.model_config import BOS_ID, DIMENSION_NAMES, PRESETS
 from grok_worker.server.local import free_port, spawn_worker, wait_serving
 
 pytestmark = pytest.mark.slow
 CFG = PRESETS["tiny"]
-PROMPTS = [[1, 17, 99, 5], [1, 400, 3, 3, 250, 7, 8, 9, 10, 11], [1, 2, 300]]
+PROMPTS = [[BOS_ID, 17, 99, 5], [BOS_ID, 400, 3, 3, 250, 7, 8, 9, 10, 11], [BOS_ID, 2, 300]]
 
 
 CORPUS = [
@@ -80,7 +80,12 @@ def test_greedy_output_equals_the_models_own_greedy_decode(target: str, checkpoi
     n = 6
     with GrokClient(target, timeout=60) as client:
         info = client.info()
-        assert (info.preset, info.n_layers, info.vocab_size, info.quantization) == ("tiny", 3, 512, "int8")
+        assert (info.preset, info.quantization) == ("tiny", "int8")
+        # every dimension but max_seq_len, which ModelInfo reports as the serving length (--max-seq-len)
+        assert {n: getattr(info, n) for n in DIMENSION_NAMES if n != "max_seq_len"} == {
+            n: getattr(CFG, n) for n in DIMENSION_NAMES if n != "max_seq_len"
+        }
+        assert info.max_seq_len == 32
         assert info.load_state == pb.LOAD_STATE_SERVING
 
         def run(prompt: list[int]) -> list[int]:

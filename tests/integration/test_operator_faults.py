@@ -6,7 +6,8 @@ wrong (or in the fault being repaired), with nothing lost, nothing orphaned and 
   quantities, paths): InvalidSpec naming the field; what only the apiserver can tell (a malformed
   affinity): RefusedByApiServer with the server's message, an Event, and no retry while unchanged;
 - a StatefulSet scaled by hand and an emptied ConfigMap: put back, with a DriftCorrected Event;
-- a missing ServiceAccount: the StatefulSet controller's own message in the Ready condition;
+- a missing ServiceAccount or PriorityClass: the StatefulSet controller's own message in the Ready
+  condition (PodCreationFailed); a missing PVC: the scheduler's (Unschedulable);
 - a large scale-up: created in steps under the create rate limit, the step visible in status;
 - replicas above the schema maximum: refused by the apiserver;
 - the API server killed and restarted after 20 s: the operator carries on;
@@ -163,21 +164,29 @@ def test_children_changed_by_hand_are_put_back(kube: Kube) -> None:
     kube.wait_ready("drift", 1)
 
 
+#: (name, spec, the controller's words, the reason): pods the StatefulSet controller cannot create
+#: (PodCreationFailed) and a pod the scheduler cannot place (Unschedulable).
 MISSING_DEPENDENCIES = [
-    ("nosa", {"serviceAccountName": "missing"}, 'serviceaccount "missing" not found'),
-    ("nopc", {"priorityClassName": "missing"}, "no PriorityClass with name missing was found"),
+    ("nosa", {"serviceAccountName": "missing"}, 'serviceaccount "missing" not found',
+     c.Reason.POD_CREATION_FAILED),
+    ("nopc", {"priorityClassName": "missing"}, "no PriorityClass with name missing was found",
+     c.Reason.POD_CREATION_FAILED),
     ("nopvc", {"model": {"preset": "tiny", "checkpoint": {"pvc": {"claimName": "missing"}}}},
-     'persistentvolumeclaim "missing" not found'),
+     'persistentvolumeclaim "missing" not found', c.Reason.UNSCHEDULABLE),
 ]  # fmt: skip
 
 
 def test_missing_dependencies_reach_the_status_in_the_controllers_own_words(kube: Kube) -> None:
-    for name, spec, _ in MISSING_DEPENDENCIES:
+    for name, spec, _, _ in MISSING_DEPENDENCIES:
         kube.apply(small(name, kube.namespace, replicas=1, **spec))
-    for name, _, words in MISSING_DEPENDENCIES:
-        ready = _ready_condition(kube, name, c.Reason.UNSCHEDULABLE, timeout=90)
+    for name, _, words, reason in MISSING_DEPENDENCIES:
+        ready = _ready_condition(kube, name, reason, timeout=90)
         assert words in ready["message"], ready["message"]
-        assert kube.gd(name)["status"]["phase"] == "Unschedulable"
+        status = kube.gd(name)["status"]
+        assert status["phase"] == "Unschedulable"
+        assert [g["state"] for g in status["groups"]] == [
+            "PodCreationFailed" if reason == c.Reason.POD_CREATION_FAILED else "Unschedulable"
+        ]
 
 
 def test_replicas_above_the_schema_maximum_are_refused(kube: Kube) -> None:

@@ -29,7 +29,9 @@ def test_flags_override_the_file_and_unset_fields_keep_defaults(tmp_path: Path) 
 
 
 def test_an_explicit_length_beyond_the_model_is_an_error() -> None:
-    with pytest.raises(ConfigError, match=r"serving.max_seq_len=512 exceeds the model's max length 256"):
+    with pytest.raises(
+        ConfigError, match=r"serving.max_seq_len: 512 exceeds the model's maximum sequence length 256"
+    ):
         resolve(parse("--preset", "tiny", "--max-seq-len", "512"), environ={})
 
 
@@ -59,7 +61,7 @@ def test_group_environment_and_mesh_override(tmp_path: Path) -> None:
         ({"servng": {}}, "servng: Extra inputs are not permitted"),
         (
             {"serving": {"prefill_buckets": [64, 8]}},
-            "serving.prefill_buckets=[64, 8] must be positive and strictly ascending",
+            "serving.prefill_buckets: [64, 8] must be positive and strictly ascending",
         ),
     ],
 )

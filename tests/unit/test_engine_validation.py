@@ -9,9 +9,10 @@ from grok_worker.client import build_request
 from grok_worker.engine.api import EngineSpec
 from grok_worker.engine.requests import GenerationRequest
 from grok_worker.engine.text import ByteTokenizer
+from grok_worker.model_config import EOS_ID
 from grok_worker.server.validation import InvalidRequestError, generation_request
 
-SPEC = EngineSpec("test", max_batch=2, max_seq_len=64, vocab_size=260, eos_id=2, prefill_buckets=(8, 16))
+SPEC = EngineSpec("test", max_batch=2, max_seq_len=64, vocab_size=260, eos_id=EOS_ID, prefill_buckets=(8, 16))
 TOK = ByteTokenizer()
 
 

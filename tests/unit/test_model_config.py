@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
 import pytest
 
-from grok_worker.contract import ModelDims, ModelSection
-from grok_worker.model_config import PRESETS, config_from_contract, grok_ffn_size, release_layer_order
+from grok_worker.contract import ModelSection
+from grok_worker.model_config import (
+    PRESETS,
+    ModelDims,
+    config_from_contract,
+    grok_ffn_size,
+    release_layer_order,
+)
 
 
 def test_grok1_preset_has_the_release_dimensions_and_multipliers() -> None:
@@ -84,7 +91,7 @@ def test_config_from_contract_prefers_dims_and_rejects_bad_ones() -> None:
     assert cfg.n_layers == 2
     assert cfg.embedding_multiplier == 8.0
     with pytest.raises(ValueError, match="n_kv_heads"):
-        config_from_contract(ModelSection(dims=dims.model_copy(update={"n_kv_heads": 3})))
+        config_from_contract(ModelSection(dims={**dataclasses.asdict(dims), "n_kv_heads": 3}))
     with pytest.raises(ValueError, match="unknown model preset"):
         config_from_contract(ModelSection(preset="grok-9"))
 

@@ -247,8 +247,8 @@ def test_a_missing_secret_is_named_in_the_groups_message() -> None:
     assert 'CreateContainerConfigError: secret "tokens" not found' in group.message
 
 
-def test_failed_creates_are_matched_to_the_current_statefulset_and_only_after_a_grace() -> None:
-    from grok_operator.dependencies import creation_failures, short_of_pods
+def test_failed_creates_match_the_current_statefulset_after_a_grace_and_read_pod_creation_failed() -> None:
+    from grok_operator.dependencies import creation_failures, explain, short_of_pods
     from grok_operator.observe import GroupObservation, GroupState
 
     events = [
@@ -274,3 +274,6 @@ def test_failed_creates_are_matched_to_the_current_statefulset_and_only_after_a_
     assert not short_of_pods(loading, 2, sts, "2026-01-01T00:00:03Z")
     assert short_of_pods(loading, 2, sts, "2026-01-01T00:00:06Z")
     assert not short_of_pods(loading, 0, sts, "2026-01-01T00:00:06Z")
+    explained = explain(loading, 'pods "x-g0-0" is forbidden: serviceaccount "missing" not found')
+    assert explained.state is GroupState.POD_CREATION_FAILED
+    assert explained.message.endswith('serviceaccount "missing" not found')

@@ -92,6 +92,21 @@ CASES = [
         },
     ),
     (
+        "pods the StatefulSet controller cannot create name that failure, before an unplaceable pod",
+        3,
+        {
+            0: g(0, GroupState.READY),
+            1: g(1, GroupState.UNSCHEDULABLE, message="pod x cannot be scheduled: 0/4 nodes"),
+            2: g(2, GroupState.POD_CREATION_FAILED, message='serviceaccount "missing" not found'),
+        },
+        Phase.UNSCHEDULABLE,
+        {
+            "Ready": ("False", Reason.POD_CREATION_FAILED),
+            "Progressing": ("False", Reason.POD_CREATION_FAILED),
+            "Degraded": ("True", Reason.POD_CREATION_FAILED),
+        },
+    ),
+    (
         "a failing group is crash looping",
         2,
         {0: g(0, GroupState.READY), 1: g(1, GroupState.FAILED, message="pod restarted")},

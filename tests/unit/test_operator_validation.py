@@ -79,8 +79,9 @@ INVALID = [
             },
             topology={"hostsPerReplica": 1, "gpusPerHost": 1},
         ),
-        "spec.model.dimensions",
-        "must be a multiple of n_kv_heads",
+        "spec.model.dimensions.nKvHeads",
+        "do not divide the 6 query heads (grouped-query attention gives each key/value head a whole "
+        "group of query heads); use one of 1, 2, 3, 6",
     ),
     ("no model at all", {"topology": {}}, "spec.model", "Field required"),
     (

@@ -66,5 +66,5 @@ def test_bad_buckets_are_refused_naming_the_field(serving: dict[str, Any], field
 
 
 def test_the_operator_and_the_worker_share_one_rule() -> None:
-    assert prefill_bucket_problem([8, 4], 100, "x") == "x=[8, 4] must be positive and strictly ascending"
-    assert prefill_bucket_problem([8, 16], 100, "x") is None
+    assert prefill_bucket_problem([8, 4], 100) == "[8, 4] must be positive and strictly ascending"
+    assert prefill_bucket_problem([8, 16], 100) is None

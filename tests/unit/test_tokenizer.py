@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from grok_worker.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_tiny_tokenizer
+from grok_worker.model_config import BOS_ID, EOS_ID, PAD_ID
+from grok_worker.tokenizer import Tokenizer, train_tiny_tokenizer
 
 CORPUS = [
     "The quick brown fox jumps over the lazy dog.",

@@ -3,10 +3,13 @@
 Data flow: the operator renders a `WorkerConfig` from a GrokDeployment's spec, serialises it with
 `WorkerConfig.model_dump_json()` into a ConfigMap key (`CONFIG_FILE_NAME`), mounts that ConfigMap at
 `CONFIG_MOUNT_DIR`, and sets the environment variables named in `Env` on every pod of a replica group.
-The worker reads them back with `WorkerConfig.from_file()` and `GroupEnv.from_environ()`.
+The worker reads them back with `WorkerConfig.from_file()` and `GroupEnv.from_environ()`. A model's
+explicit dimensions are `grok_worker.model_config.ModelDims`, the type the GrokDeployment API and the
+model share, so their fields and rules are defined once.
 
-This module must stay dependency-light (pydantic and the standard library only): the operator
-imports it and must never pull in JAX, gRPC or numpy (an import-linter contract enforces it).
+This module must stay dependency-light (pydantic, `grok_worker.model_config` and the standard library
+only): the operator imports it and must never pull in JAX, gRPC or numpy (an import-linter contract
+enforces it).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from grok_worker.model_config import DIMENSION_MINIMUMS, PRESETS, ModelDims
 
 CONFIG_MOUNT_DIR = "/etc/grok"
 #: The config schema's version, "MAJOR.MINOR": a new field takes a new minor, a field removed or
@@ -71,29 +76,13 @@ class Env:
     POD_IP = "GROK_POD_IP"
 
 
-class ModelDims(BaseModel):
-    """Explicit dimensions of a model of the Grok-1 architecture (all sizes in elements)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    vocab_size: int = Field(gt=0)
-    d_model: int = Field(gt=0)
-    n_layers: int = Field(gt=0)
-    n_q_heads: int = Field(gt=0)
-    n_kv_heads: int = Field(gt=0)
-    head_dim: int = Field(gt=0)
-    n_experts: int = Field(gt=0)
-    experts_per_token: int = Field(gt=0)
-    ffn_size: int = Field(gt=0)
-    max_seq_len: int = Field(gt=0)
-
-
 class ModelSection(BaseModel):
     """Which model to run: a named preset, or explicit dimensions."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     preset: str | None = "grok-1"
+    #: Explicit dimensions (the shared `ModelDims`: its structural rules apply on reading).
     dims: ModelDims | None = None
     quantization: Quantization = "int8"
     #: Directory that holds the release-format `ckpt-0/` folder (or is it).
@@ -146,8 +135,9 @@ class ServingSection(BaseModel):
     http_port: int = Field(default=0, ge=0, le=65535)
     #: Decode slots: requests decoded together in one batched step.
     max_batch: int = Field(default=8, ge=1)
-    #: Longest prompt + completion a request may use; also the KV-cache length per slot.
-    max_seq_len: int = Field(default=8192, ge=2)
+    #: Longest prompt + completion a request may use; also the KV-cache length per slot. The default,
+    #: Grok-1's maximum, is lowered to the model's when the config leaves it unset (server/config.py).
+    max_seq_len: int = Field(default=PRESETS["grok-1"].max_seq_len, ge=DIMENSION_MINIMUMS["max_seq_len"])
     #: Requests waiting for a slot beyond which new ones get RESOURCE_EXHAUSTED.
     max_queue: int = Field(default=64, ge=0)
     #: Prompt-length buckets compiled before the worker reports SERVING; empty = powers of two.
@@ -173,14 +163,23 @@ def default_buckets(max_prompt_len: int, smallest: int = 16) -> tuple[int, ...]:
     return tuple(buckets)
 
 
-def prefill_bucket_problem(buckets: Sequence[int], max_seq_len: int, field: str) -> str | None:
-    """Why `buckets` cannot serve requests of `max_seq_len` tokens (named as `field`), or None.
-    The one definition of the rule: the operator's validation and the worker's start both use it."""
+def sequence_problem(requested: int, model_max: int) -> str | None:
+    """Why a maximum sequence length of `requested` tokens cannot be served by a model whose maximum
+    is `model_max`, or None. The one definition of the rule: the operator's validation, the worker's
+    start and its engine all use it (each names its own field)."""
+    if requested > model_max:
+        return f"{requested} exceeds the model's maximum sequence length {model_max}; use at most {model_max}"
+    return None
+
+
+def prefill_bucket_problem(buckets: Sequence[int], max_seq_len: int) -> str | None:
+    """Why `buckets` cannot serve requests of `max_seq_len` tokens, or None. The one definition of
+    the rule: the operator's validation, the worker's start and its engine all use it."""
     if any(b <= 0 for b in buckets) or list(buckets) != sorted(set(buckets)):
-        return f"{field}={list(buckets)} must be positive and strictly ascending"
+        return f"{list(buckets)} must be positive and strictly ascending"
     if buckets and buckets[-1] >= max_seq_len:
         return (
-            f"{field}: the largest bucket {buckets[-1]} (the longest prompt) must be below the maximum "
+            f"the largest bucket {buckets[-1]} (the longest prompt) must be below the maximum "
             f"sequence length {max_seq_len}, which leaves room for the completion"
         )
     return None

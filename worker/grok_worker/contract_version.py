@@ -14,6 +14,7 @@ So an operator upgrade that adds a field never crash-loops the previous release'
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import types
@@ -44,29 +45,34 @@ def parse_version(text: object) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
-def _submodel(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model inside a field's annotation (`X`, `X | None`), if any."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+def _structured(annotation: Any) -> type | None:
+    """The pydantic model or dataclass inside a field's annotation (`X`, `X | None`), if any."""
+    if isinstance(annotation, type) and (
+        issubclass(annotation, BaseModel) or dataclasses.is_dataclass(annotation)
+    ):
         return annotation
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         for arg in typing.get_args(annotation):
-            if (found := _submodel(arg)) is not None:
+            if (found := _structured(arg)) is not None:
                 return found
     return None
 
 
-def _drop_unknown(
-    model: type[BaseModel], data: dict[str, Any], path: str, dropped: list[str]
-) -> dict[str, Any]:
-    known = {name: info for name, info in model.model_fields.items()}
-    aliases = {info.alias: name for name, info in known.items() if info.alias}
+def _fields_of(cls: type) -> dict[str, Any]:
+    """Field name -> annotation of a pydantic model or a dataclass: the keys a config may hold there."""
+    if issubclass(cls, BaseModel):
+        return {name: info.annotation for name, info in cls.model_fields.items()}
+    return typing.get_type_hints(cls)
+
+
+def _drop_unknown(cls: type, data: dict[str, Any], path: str, dropped: list[str]) -> dict[str, Any]:
+    known = _fields_of(cls)
     kept: dict[str, Any] = {}
     for key, value in data.items():
-        name = aliases.get(key, key)
-        if name not in known:
+        if key not in known:
             dropped.append(f"{path}{key}")
             continue
-        sub = _submodel(known[name].annotation)
+        sub = _structured(known[key])
         if sub is not None and isinstance(value, dict):
             value = _drop_unknown(sub, value, f"{path}{key}.", dropped)
         kept[key] = value

@@ -3,17 +3,27 @@
 This module is the single description of "which tensors a model has, with what shapes": the JAX
 model (`grok_worker.model`) allocates from it, the checkpoint reader and writer
 (`grok_worker.checkpoint`) check every file against it, and the operator's capacity planner reads
-byte counts from it. It is standard library only, so the operator can import it without JAX.
+byte counts from it. It is standard library only (plus `annotated_types`, the constraint markers
+pydantic reads), so the operator can import it without JAX.
 
-Data flow: `ModelSection` (from the worker config) -> `config_from_contract()` -> `ModelConfig`
+`ModelDims` is the one definition of the ten dimensions and of their structural rules: the worker
+contract (`ModelSection.dims`) and the GrokDeployment API (`spec.model.dimensions`, camelCase
+there) validate this same dataclass through pydantic, and `ModelConfig` extends it with the
+multipliers and constants of the architecture.
+
+Data flow: `ModelDims` (contract or API) -> `ModelConfig.from_dims()` (or a preset) -> `ModelConfig`
 -> `tensor_specs()` (release leaf order, shapes, dtypes) -> loader / planner.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from annotated_types import Ge
 
 if TYPE_CHECKING:
     from grok_worker.contract import ModelSection
@@ -21,11 +31,16 @@ if TYPE_CHECKING:
 Quantization = Literal["int8", "bf16"]
 
 #: Grok-1's special token ids (the release's SentencePiece model): defined here once; the tokenizer,
-#: the serving path and `ModelConfig` all use these.
+#: the model's padding, the serving path and the tests all import these.
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+#: The first id that is an ordinary token (every id below it is special).
+FIRST_ORDINARY_ID = max(PAD_ID, BOS_ID, EOS_ID, UNK_ID) + 1
 
 #: Bytes per element of the dtypes the model stores on devices.
 _BYTES = {"int8": 1, "bfloat16": 2, "float32": 4}
+
+#: A count of tokens, elements, heads or layers: at least one.
+Count = Annotated[int, Ge(1)]
 
 
 def grok_ffn_size(d_model: int) -> int:
@@ -35,73 +50,188 @@ def grok_ffn_size(d_model: int) -> int:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """A model of the Grok-1 architecture. Sizes are in elements; see GROK1.md for each fact."""
+class DimsProblem:
+    """One structural rule a model's dimensions break: the `ModelDims` field and the fix."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+class InvalidDimsError(ValueError):
+    """Dimensions no model can have; `problems` name each field (callers map them to their own
+    spelling, e.g. the operator's `spec.model.dimensions.nKvHeads`)."""
+
+    def __init__(self, subject: str, problems: Sequence[DimsProblem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__(f"{subject}: " + "; ".join(map(str, self.problems)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelDims:
+    """Explicit dimensions of a model of the Grok-1 architecture, for models that are not a preset. All sizes count elements."""
+
+    vocab_size: Count
+    """Number of tokens in the vocabulary."""
+    d_model: Count
+    """Width of the residual stream."""
+    n_layers: Count
+    """Number of transformer layers, each with attention and a mixture of experts."""
+    n_q_heads: Count
+    """Number of query heads; must be divisible by the mesh's model axis."""
+    n_kv_heads: Count
+    """Number of key/value heads; must divide the number of query heads."""
+    head_dim: Count
+    """Size of one attention head; even (the rotary embedding rotates pairs)."""
+    n_experts: Count
+    """Number of experts per layer; must be divisible by the mesh's expert axis."""
+    experts_per_token: Count
+    """Experts each token is routed to; at most the number of experts."""
+    ffn_size: Count
+    """Hidden size of one expert's feed-forward network."""
+    max_seq_len: Annotated[int, Ge(2)]
+    """Longest sequence (prompt + completion) the model supports."""
+
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise InvalidDimsError(self.subject, problems)
+
+    @property
+    def subject(self) -> str:
+        """What an error names as the owner of the dimensions."""
+        return "model dimensions"
+
+    def problems(self) -> list[DimsProblem]:
+        """Every structural rule these dimensions break (the one definition of the rules)."""
+        too_small = [
+            DimsProblem(name, f"must be at least {least}, got {getattr(self, name)}")
+            for name, least in DIMENSION_MINIMUMS.items()
+            if getattr(self, name) < least
+        ]
+        if too_small:
+            return too_small  # the rules below divide by these
+        problems = []
+        if self.n_q_heads % self.n_kv_heads:
+            problems.append(
+                DimsProblem(
+                    "n_kv_heads",
+                    f"{self.n_kv_heads} key/value heads do not divide the {self.n_q_heads} query heads "
+                    "(grouped-query attention gives each key/value head a whole group of query heads); "
+                    f"use one of {divisors(self.n_q_heads)}",
+                )
+            )
+        if self.experts_per_token > self.n_experts:
+            problems.append(
+                DimsProblem(
+                    "experts_per_token",
+                    f"{self.experts_per_token} exceeds the {self.n_experts} experts of a layer; "
+                    f"use at most {self.n_experts}",
+                )
+            )
+        if self.head_dim % 2:
+            problems.append(
+                DimsProblem(
+                    "head_dim",
+                    f"{self.head_dim} is odd, but the rotary embedding rotates pairs of elements; "
+                    f"use an even size such as {self.head_dim + 1}",
+                )
+            )
+        return problems
+
+
+def divisors(n: int) -> str:
+    """The divisors of `n`, for messages that offer the valid choices ("1, 2, 4, 8")."""
+    return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0)
+
+
+def _least(annotation: Any) -> int:
+    """The bound of the `Ge` marker on an `Annotated[int, Ge(n)]` field."""
+    bounds = [m.ge for m in annotation.__metadata__ if isinstance(m, Ge) and isinstance(m.ge, int)]
+    return bounds[0]
+
+
+def _minimums() -> dict[str, int]:
+    """Field -> least value, read from the `Ge` markers (which pydantic also turns into the API's
+    `minimum`), so the bound is written once."""
+    hints = typing.get_type_hints(ModelDims, include_extras=True)
+    return {f.name: _least(hints[f.name]) for f in fields(ModelDims)}
+
+
+#: The dimension names, in declaration order, and the least value of each.
+DIMENSION_MINIMUMS: dict[str, int] = _minimums()
+DIMENSION_NAMES: tuple[str, ...] = tuple(DIMENSION_MINIMUMS)
+
+
+def dims_of(dims: ModelDims) -> dict[str, Any]:
+    """The ten dimensions as keyword arguments (of a `ModelDims` or a `ModelConfig`)."""
+    return {name: getattr(dims, name) for name in DIMENSION_NAMES}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig(ModelDims):
+    """A model of the Grok-1 architecture: its dimensions (`ModelDims`) and the multipliers and
+    constants of the architecture. See GROK1.md for each fact."""
 
     name: str
-    vocab_size: int
-    d_model: int
-    n_layers: int
-    n_q_heads: int
-    n_kv_heads: int
-    head_dim: int
-    n_experts: int
-    experts_per_token: int
-    ffn_size: int
-    max_seq_len: int
     #: Multiplies the embedding rows after the lookup (Grok-1: √d_model).
     embedding_multiplier: float
     #: Multiplies the logits after the tied unembedding (Grok-1: 1/√3).
     output_multiplier: float = 0.5773502691896257
-    #: Multiplies q·kᵀ (Grok-1: 1/√head_dim); there is no other 1/√d scaling.
+    #: Multiplies q·kᵀ (Grok-1: 1/√head_dim); there is no other 1/√d scaling. 0.0: derive it.
     attn_logit_multiplier: float = 0.0
     #: Attention logits are soft-capped to ±this value with tanh, in float32.
     attn_soft_cap: float = 30.0
     norm_eps: float = 1e-5
     rope_base: float = 10000.0
-    pad_id: int = PAD_ID
-    bos_id: int = BOS_ID
-    eos_id: int = EOS_ID
-    unk_id: int = UNK_ID
     #: Scale groups along the input axis of the int8 attention output (Wo) and expert down weights.
     wide_input_scale_groups: int = 8
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.attn_logit_multiplier == 0.0:
             object.__setattr__(self, "attn_logit_multiplier", 1.0 / math.sqrt(self.head_dim))
-        problems = []
-        for name in (
-            "vocab_size",
-            "d_model",
-            "n_layers",
-            "n_q_heads",
-            "n_kv_heads",
-            "head_dim",
-            "n_experts",
-            "experts_per_token",
-            "ffn_size",
-            "max_seq_len",
-        ):
-            if getattr(self, name) <= 0:
-                problems.append(f"{name} must be positive, got {getattr(self, name)}")
-        if self.n_kv_heads > 0 and self.n_q_heads % self.n_kv_heads:
-            problems.append(
-                f"n_q_heads ({self.n_q_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads}) for GQA"
-            )
-        if self.experts_per_token > self.n_experts:
-            problems.append(
-                f"experts_per_token ({self.experts_per_token}) must not exceed n_experts ({self.n_experts})"
-            )
-        if self.head_dim % 2:
-            problems.append(f"head_dim ({self.head_dim}) must be even for the half-split RoPE")
-        g = self.wide_input_scale_groups
-        if self.q_size % g or self.ffn_size % g:
-            problems.append(
-                f"n_q_heads·head_dim ({self.q_size}) and ffn_size ({self.ffn_size}) must be multiples of "
-                f"the int8 scale groups ({g})"
-            )
+
+    @classmethod
+    def from_dims(cls, name: str, dims: ModelDims) -> ModelConfig:
+        """A model with these dimensions and Grok-1's multipliers derived from them (√d, 1/√3,
+        1/√head_dim)."""
+        return cls(name=name, **dims_of(dims), embedding_multiplier=math.sqrt(dims.d_model))
+
+    @property
+    def dims(self) -> ModelDims:
+        """Just the dimensions (what the contract and the API carry)."""
+        return ModelDims(**dims_of(self))
+
+    @property
+    def subject(self) -> str:
+        return f"model config {self.name!r}"
+
+    def problems(self) -> list[DimsProblem]:
+        """The structural rules of `ModelDims`, and the int8 checkpoint layout's."""
+        problems = super().problems()
         if problems:
-            raise ValueError(f"model config {self.name!r}: " + "; ".join(problems))
+            return problems
+        g = self.wide_input_scale_groups
+        if self.q_size % g:
+            problems.append(
+                DimsProblem(
+                    "head_dim",
+                    f"the query width (query heads × head size = {self.q_size}) must be a multiple of the "
+                    f"{g} int8 scale groups of the attention output; change the query heads or the head size",
+                )
+            )
+        if self.ffn_size % g:
+            problems.append(
+                DimsProblem(
+                    "ffn_size",
+                    f"{self.ffn_size} must be a multiple of the {g} int8 scale groups of the expert "
+                    f"down-projection; use e.g. {self.ffn_size + g - self.ffn_size % g}",
+                )
+            )
+        return problems
 
     # ---- derived sizes -------------------------------------------------------------------------
     @property
@@ -249,36 +379,15 @@ def _tensor_specs(cfg: ModelConfig, quantization: Quantization) -> list[TensorSp
     return specs
 
 
-def grok_architecture(
-    name: str,
-    *,
-    vocab_size: int,
-    d_model: int,
-    n_layers: int,
-    n_q_heads: int,
-    n_kv_heads: int,
-    head_dim: int,
-    n_experts: int = 8,
-    experts_per_token: int = 2,
-    ffn_size: int | None = None,
-    max_seq_len: int = 8192,
-) -> ModelConfig:
-    """A config with Grok-1's multipliers derived from the dimensions (√d, 1/√3, 1/√head_dim)."""
-    return ModelConfig(
-        name=name,
-        vocab_size=vocab_size,
-        d_model=d_model,
-        n_layers=n_layers,
-        n_q_heads=n_q_heads,
-        n_kv_heads=n_kv_heads,
-        head_dim=head_dim,
-        n_experts=n_experts,
-        experts_per_token=experts_per_token,
-        ffn_size=grok_ffn_size(d_model) if ffn_size is None else ffn_size,
-        max_seq_len=max_seq_len,
-        embedding_multiplier=math.sqrt(d_model),
-        attn_logit_multiplier=1.0 / math.sqrt(head_dim),
-    )
+#: Grok-1's expert counts and sequence length: what `grok_architecture` assumes unless told.
+_GROK_DEFAULTS = {"n_experts": 8, "experts_per_token": 2, "max_seq_len": 8192}
+
+
+def grok_architecture(name: str, **dims: int) -> ModelConfig:
+    """A config of Grok-1's architecture from `ModelDims` keywords; n_experts, experts_per_token and
+    max_seq_len default to Grok-1's and ffn_size to `grok_ffn_size(d_model)`."""
+    sizes = {**_GROK_DEFAULTS, "ffn_size": grok_ffn_size(dims["d_model"]), **dims}
+    return ModelConfig.from_dims(name, ModelDims(**sizes))
 
 
 PRESETS: dict[str, ModelConfig] = {
@@ -325,20 +434,7 @@ def get_preset(name: str) -> ModelConfig:
 def config_from_contract(section: ModelSection) -> ModelConfig:
     """The model a worker config asks for: explicit `dims` win over `preset`."""
     if section.dims is not None:
-        d = section.dims
-        return grok_architecture(
-            section.preset or "custom",
-            vocab_size=d.vocab_size,
-            d_model=d.d_model,
-            n_layers=d.n_layers,
-            n_q_heads=d.n_q_heads,
-            n_kv_heads=d.n_kv_heads,
-            head_dim=d.head_dim,
-            n_experts=d.n_experts,
-            experts_per_token=d.experts_per_token,
-            ffn_size=d.ffn_size,
-            max_seq_len=d.max_seq_len,
-        )
+        return ModelConfig.from_dims(section.preset or "custom", section.dims)
     if not section.preset:
         raise ValueError("model: set either `preset` (e.g. 'grok-1') or `dims`")
     return get_preset(section.preset)

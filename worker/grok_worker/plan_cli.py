@@ -19,7 +19,7 @@ import sys
 from dataclasses import fields
 
 from grok_worker.contract import MeshSpec
-from grok_worker.model_config import PRESETS, ModelConfig, Quantization
+from grok_worker.model_config import DIMENSION_NAMES, PRESETS, ModelConfig, Quantization
 from grok_worker.shard_plan import device_plan, host_read_bytes
 
 _UNITS = {
@@ -33,7 +33,8 @@ _UNITS = {
     "gi": 2**30,
     "ti": 2**40,
 }
-_INT_FIELDS = [f.name for f in fields(ModelConfig) if f.type in ("int", int)]
+#: The dimensions, and the other integer fields of a ModelConfig (the int8 scale groups).
+_INT_FIELDS = [*DIMENSION_NAMES, *(f.name for f in fields(ModelConfig) if f.type in ("int", int))]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -35,7 +35,8 @@ class Tokenizer:
         if got != (PAD_ID, BOS_ID, EOS_ID, UNK_ID):
             raise ValueError(
                 f"tokenizer {self.path}: special ids (pad, bos, eos, unk) are {got}, Grok-1 needs "
-                f"{(PAD_ID, BOS_ID, EOS_ID, UNK_ID)}; train it with pad_id=0 bos_id=1 eos_id=2 unk_id=3"
+                f"{(PAD_ID, BOS_ID, EOS_ID, UNK_ID)}; train it with "
+                f"pad_id={PAD_ID} bos_id={BOS_ID} eos_id={EOS_ID} unk_id={UNK_ID}"
             )
 
     @property

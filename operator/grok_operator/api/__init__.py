@@ -7,7 +7,6 @@ from grok_operator.api.spec import (
     GrokDeploymentSpec,
     HostPathSource,
     MeshAxes,
-    ModelDimensions,
     ModelSpec,
     NetworkPeer,
     NetworkPolicySpec,
@@ -17,6 +16,7 @@ from grok_operator.api.spec import (
     ServingSpec,
     TlsSpec,
     TopologySpec,
+    api_field_name,
 )
 from grok_operator.api.status import Condition, GrokDeploymentStatus, GroupStatus, MemoryPlan
 
@@ -31,7 +31,6 @@ __all__ = [
     "HostPathSource",
     "MemoryPlan",
     "MeshAxes",
-    "ModelDimensions",
     "ModelSpec",
     "NetworkPeer",
     "NetworkPolicySpec",
@@ -41,4 +40,5 @@ __all__ = [
     "ServingSpec",
     "TlsSpec",
     "TopologySpec",
+    "api_field_name",
 ]

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from grok_operator.constants import DEFAULT_IMAGE
-from grok_worker.contract import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, DEFAULT_METRICS_PORT, ModelDims
+from grok_worker.contract import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, DEFAULT_METRICS_PORT
+from grok_worker.model_config import DIMENSION_MINIMUMS, DIMENSION_NAMES, PRESETS, ModelDims
 
 #: Most replica groups of one GrokDeployment: 1024 groups of 8 GPUs is 8192 GPUs (several Grok-1
 #: fleets), while the children's names stay within their 63-character budget (preflight.py).
@@ -42,11 +45,17 @@ def _free_form_items(description: str) -> dict[str, Any]:
     }
 
 
+def api_field_name(name: str) -> str:
+    """The API's (camelCase) spelling of a field: `n_kv_heads` -> `nKvHeads`."""
+    return to_camel(name)
+
+
 class ApiModel(BaseModel):
-    """Base of every API type: camelCase on the wire, attribute docstrings as descriptions."""
+    """Base of every API type: camelCase on the wire, attribute docstrings as descriptions. A
+    dataclass used as a field type (`ModelDims`) is validated and described under this same config."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel,
+        alias_generator=api_field_name,
         populate_by_name=True,
         extra="forbid",
         frozen=True,
@@ -93,33 +102,20 @@ class CheckpointSource(ApiModel):
     """Check every file's sha256 against `checkpoint-manifest.json` (beside `ckpt-0/`, written by `grok-worker checkpoint manifest DIR`) before loading; the load fails naming each mismatching file. Reads the whole checkpoint once more on every host. File sizes are always checked when a manifest is present."""
 
 
-class ModelDimensions(ApiModel):
-    """Explicit dimensions of a model of the Grok-1 architecture, for models that are not a preset. All sizes count elements."""
+class _QuotesGrok1:
+    """Ends the description of each dimension with Grok-1's value, read from the grok-1 preset (the
+    descriptions themselves are the `ModelDims` attribute docstrings)."""
 
-    vocab_size: int = Field(ge=1)
-    """Number of tokens in the vocabulary (131072 for Grok-1)."""
-    d_model: int = Field(ge=1)
-    """Width of the residual stream (6144 for Grok-1)."""
-    n_layers: int = Field(ge=1)
-    """Number of transformer layers, each with attention and a mixture of experts (64 for Grok-1)."""
-    n_q_heads: int = Field(ge=1)
-    """Number of query heads (48 for Grok-1); must be divisible by the mesh's model axis."""
-    n_kv_heads: int = Field(ge=1)
-    """Number of key/value heads (8 for Grok-1); must divide nQHeads."""
-    head_dim: int = Field(ge=1)
-    """Size of one attention head (128 for Grok-1)."""
-    n_experts: int = Field(ge=1)
-    """Number of experts per layer (8 for Grok-1); must be divisible by the mesh's expert axis."""
-    experts_per_token: int = Field(ge=1)
-    """Experts each token is routed to (2 for Grok-1)."""
-    ffn_size: int = Field(ge=1)
-    """Hidden size of one expert's feed-forward network (32768 for Grok-1)."""
-    max_seq_len: int = Field(ge=2)
-    """Longest sequence the model supports (8192 for Grok-1)."""
-
-    def to_contract(self) -> ModelDims:
-        """The same dimensions as the worker contract spells them."""
-        return ModelDims(**self.model_dump(by_alias=False))
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        properties = handler.resolve_ref_schema(schema)["properties"]
+        grok1 = PRESETS["grok-1"]
+        for name in DIMENSION_NAMES:
+            prop = properties.get(api_field_name(name)) or properties[name]
+            prop["description"] = f"{prop['description']} Grok-1 has {getattr(grok1, name)}."
+        return schema
 
 
 class ModelSpec(ApiModel):
@@ -137,8 +133,8 @@ class ModelSpec(ApiModel):
 
     preset: str | None = Field(default=None, min_length=1)
     """Name of a built-in model, e.g. grok-1 (the released 314B model). Unknown names are reported in the InvalidSpec condition with the list of presets."""
-    dimensions: ModelDimensions | None = None
-    """Explicit dimensions, for a model of the Grok-1 architecture that is not a preset."""
+    dimensions: Annotated[ModelDims, _QuotesGrok1()] | None = None
+    """Explicit dimensions, for a model of the Grok-1 architecture that is not a preset. Checked as the worker checks them: nKvHeads must divide nQHeads, expertsPerToken is at most nExperts, headDim is even."""
     quantization: Literal["int8", "bf16"] = "int8"
     """How weights are held in GPU memory: int8 (the release format, dequantised inside each matmul) or bf16 (twice the memory)."""
     checkpoint: CheckpointSource
@@ -217,7 +213,7 @@ class ServingSpec(ApiModel):
     """Port of the Prometheus metrics endpoint."""
     max_batch: int = Field(default=8, ge=1, le=4096)
     """Decode slots: requests decoded together in one batched step. Sizes the KV cache with maxSequenceLength."""
-    max_sequence_length: int | None = Field(default=None, ge=2, le=1048576)
+    max_sequence_length: int | None = Field(default=None, ge=DIMENSION_MINIMUMS["max_seq_len"], le=1048576)
     """Longest prompt + completion of one request; also the KV-cache length of each slot. Default: the model's maximum (8192 for Grok-1)."""
     max_queue: int = Field(default=64, ge=0)
     """Requests waiting for a slot; beyond it new requests get RESOURCE_EXHAUSTED."""

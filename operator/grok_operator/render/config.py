@@ -28,7 +28,7 @@ def worker_config(valid: ValidSpec) -> WorkerConfig:
     return WorkerConfig(
         model=ModelSection(
             preset=model.preset,
-            dims=model.dimensions.to_contract() if model.dimensions is not None else None,
+            dims=model.dimensions,
             quantization=model.quantization,
             checkpoint_path=_in_checkpoint_volume(model.checkpoint.path),
             checkpoint_verify=model.checkpoint.verify,

@@ -30,6 +30,7 @@ import grpc
 
 from grok_worker.client import security
 from grok_worker.client.client import AsyncGrokClient
+from grok_worker.model_config import BOS_ID, FIRST_ORDINARY_ID
 
 
 @dataclass
@@ -84,7 +85,7 @@ async def run_level(
         nonlocal tokens
         while todo:
             todo.pop()
-            prompt = [1] + [rng.randrange(4, vocab) for _ in range(prompt_len - 1)]
+            prompt = [BOS_ID] + [rng.randrange(FIRST_ORDINARY_ID, vocab) for _ in range(prompt_len - 1)]
             start = last = time.perf_counter()
             first = True
             async for message in client.generate_stream(prompt, max_tokens=max_tokens, stop_at_eos=False):

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from grok_worker.contract import prefill_bucket_problem, sequence_problem
 from grok_worker.engine.api import (
     EngineSpec,
     Prefix,
@@ -58,6 +59,7 @@ from grok_worker.model import (
     prefill,
 )
 from grok_worker.model.sharding import make_mesh, shard_cache
+from grok_worker.model_config import BOS_ID, EOS_ID, PAD_ID
 
 if TYPE_CHECKING:
     from grok_worker.contract import GroupEnv
@@ -108,7 +110,7 @@ def _chunk_rows(
     become padding), over the prefix cache."""
     c = tokens.shape[1]
     positions = start + jnp.arange(c, dtype=jnp.int32)[None, :]  # [1, C]
-    return Rows(jnp.where(positions < length, tokens, cfg.pad_id), cache, positions)
+    return Rows(jnp.where(positions < length, tokens, PAD_ID), cache, positions)
 
 
 def _sample_chunk(
@@ -204,20 +206,18 @@ class ModelEngine:
         mesh: Mesh | None = None,
         prefill_chunk: int = 0,
     ) -> None:
-        if max_seq_len > cfg.max_seq_len:
-            raise ValueError(
-                f"serving.max_seq_len={max_seq_len} exceeds the model's max length {cfg.max_seq_len}"
-            )
-        if buckets[-1] > max_seq_len:
-            raise ValueError(
-                f"serving.prefill_buckets: {buckets[-1]} exceeds serving.max_seq_len={max_seq_len}"
-            )
+        for field, problem in (
+            ("serving.max_seq_len", sequence_problem(max_seq_len, cfg.max_seq_len)),
+            ("serving.prefill_buckets", prefill_bucket_problem(buckets, max_seq_len)),
+        ):
+            if problem is not None:
+                raise ValueError(f"{field}: {problem}")
         self.cfg = cfg
         self.params = params
         self.mesh = mesh
         chunk = prefill_chunk if 0 < prefill_chunk < buckets[-1] else 0
         self._spec = EngineSpec(
-            cfg.name, max_batch, max_seq_len, cfg.vocab_size, cfg.eos_id, tuple(buckets), chunk
+            cfg.name, max_batch, max_seq_len, cfg.vocab_size, EOS_ID, tuple(buckets), chunk
         )
         self._replicated = NamedSharding(mesh, PartitionSpec()) if mesh is not None else None  # type: ignore[no-untyped-call]
         out = self._replicated
@@ -279,18 +279,18 @@ class ModelEngine:
 
         for bucket in buckets:
             start = time.monotonic()
-            prefix, _ = self.prefill([self.cfg.bos_id] * bucket, SamplingParams())
+            prefix, _ = self.prefill([BOS_ID] * bucket, SamplingParams())
             self.insert(prefix, 0)
             compiled(f"prefill bucket {bucket}", start)
         if spec.prefill_chunk:
             start = time.monotonic()
-            prefix = self.begin_prefill([self.cfg.bos_id] * spec.max_prompt_len, SamplingParams())
+            prefix = self.begin_prefill([BOS_ID] * spec.max_prompt_len, SamplingParams())
             while self.prefill_chunk(prefix) is None:
                 pass
             self.insert(prefix, 0)
             compiled(f"prefill chunk {spec.prefill_chunk}", start)
             start = time.monotonic()
-            self.decode_with_chunk(self.begin_prefill([self.cfg.bos_id], SamplingParams()))
+            self.decode_with_chunk(self.begin_prefill([BOS_ID], SamplingParams()))
             compiled(f"decode step (batch {spec.max_batch}) with a prefill chunk", start)
         start = time.monotonic()
         self.decode()
@@ -406,10 +406,9 @@ def model_factory(config: ResolvedConfig, random_weights: bool = False) -> tuple
     except ValueError as err:
         raise ConfigError(f"model: {err}") from None
     serving = config.worker.serving
-    if serving.max_seq_len > cfg.max_seq_len:
-        raise ConfigError(
-            f"serving.max_seq_len={serving.max_seq_len} exceeds the model's max length {cfg.max_seq_len}; lower it"
-        )
+    too_long = sequence_problem(serving.max_seq_len, cfg.max_seq_len)
+    if too_long is not None:
+        raise ConfigError(f"serving.max_seq_len: {too_long}")
     if not random_weights and not section.checkpoint_path:
         raise ConfigError(
             "model.checkpoint_path is empty: pass --checkpoint DIR (or --random-weights for a demo)"

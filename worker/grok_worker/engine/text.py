@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from grok_worker.model_config import FIRST_ORDINARY_ID
+
 
 @runtime_checkable
 class Tokenizer(Protocol):
@@ -33,9 +35,10 @@ class Tokenizer(Protocol):
 
 
 class ByteTokenizer:
-    """A tokenizer that can be checked by hand: ids 0-3 are pad/bos/eos/unk, id 4+b is byte b."""
+    """A tokenizer that can be checked by hand: the special ids (pad/bos/eos/unk) come first, then
+    id OFFSET+b is byte b."""
 
-    OFFSET = 4
+    OFFSET = FIRST_ORDINARY_ID
 
     @property
     def vocab_size(self) -> int:

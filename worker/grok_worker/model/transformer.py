@@ -38,7 +38,7 @@ from grok_worker.model.moe import moe_partial
 from grok_worker.model.parallel import Shards, local_scales
 from grok_worker.model.params import Params
 from grok_worker.model.sharding import group_specs, layout_of_mesh, param_specs, quantization_of
-from grok_worker.model_config import ModelConfig
+from grok_worker.model_config import PAD_ID, ModelConfig
 from grok_worker.shard_plan import MESH_AXES
 
 Array = jax.Array
@@ -168,13 +168,13 @@ def _forward_body(
     """The forward pass on this device's slices (all of them without a mesh); see `forward_groups`."""
     tokens = _concat([g.tokens.reshape(-1) for g in groups])  # [N]
     positions = _concat([g.positions.reshape(-1) for g in groups])  # [N]
-    token_mask = tokens != cfg.pad_id  # [N]
+    token_mask = tokens != PAD_ID  # [N]
     valids: list[Array] = []
     masks: list[Array] = []
     for g in groups:
         b, t = g.tokens.shape
         rows = jnp.broadcast_to(jnp.arange(b)[:, None], (b, t))
-        valid = g.cache.valid.at[rows, g.positions].set(g.tokens != cfg.pad_id, mode="drop")  # [B, S]
+        valid = g.cache.valid.at[rows, g.positions].set(g.tokens != PAD_ID, mode="drop")  # [B, S]
         valids.append(valid)
         masks.append(attention_mask(g.positions, valid))  # [B, 1, 1, T, S]
     routes = _forced_routes(cfg, groups)
@@ -216,7 +216,7 @@ def forward(
 ) -> tuple[Array, KVCache]:
     """Logits [B, T, V] float32 for tokens [B, T] int32 at positions [B, T] int32, and the new cache.
 
-    Token id `cfg.pad_id` is padding: its K/V are written but masked out, its MoE output is 0.
+    Token id `PAD_ID` is padding: its K/V are written but masked out, its MoE output is 0.
     Positions must be below the cache's max_len (writes past it are dropped). `routes`
     [L, B, T, k] int32 (tests) forces each layer's expert choices. On a mesh (named by the
     weights' sharding) the body runs per device under shard_map; see `parallel`.
@@ -271,7 +271,7 @@ def prefill(params: Params, cfg: ModelConfig, tokens: Array, length: Array | int
     """
     _, t = tokens.shape
     idx = jnp.arange(t, dtype=jnp.int32)[None, :]  # [1, T]
-    tokens = jnp.where(idx < length, tokens, cfg.pad_id)
+    tokens = jnp.where(idx < length, tokens, PAD_ID)
     logits, cache = forward(params, cfg, tokens, init_cache(cfg, 1, t), idx)
     return logits, cache._replace(lengths=jnp.full((1,), length, jnp.int32))
 

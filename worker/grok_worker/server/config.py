@@ -24,8 +24,10 @@ from grok_worker.contract import (
     WorkerConfig,
     default_buckets,
     prefill_bucket_problem,
+    sequence_problem,
 )
 from grok_worker.contract_version import ContractVersionError, accepted_fields
+from grok_worker.model_config import InvalidDimsError
 
 
 class ConfigError(ValueError):
@@ -47,7 +49,11 @@ def _format_validation(source: str, err: ValidationError) -> str:
     problems = []
     for e in err.errors():
         field = ".".join(str(p) for p in e["loc"]) or "(root)"
-        problems.append(f"{field}: {e['msg']} (got {e.get('input')!r})")
+        broken = e.get("ctx", {}).get("error")
+        if isinstance(broken, InvalidDimsError):  # a dimension rule: one problem per field
+            problems += [f"{field}.{p}" for p in broken.problems]
+        else:
+            problems.append(f"{field}: {e['msg']} (got {e.get('input')!r})")
     return f"{source}: " + "; ".join(problems)
 
 
@@ -109,19 +115,15 @@ def load_worker_config(args: argparse.Namespace, environ: dict[str, str] | None 
         raise ConfigError(_format_validation("configuration (file + flags)", err)) from None
 
 
-def prefill_buckets(config: WorkerConfig, model_max_seq_len: int | None = None) -> tuple[int, ...]:
+def prefill_buckets(config: WorkerConfig) -> tuple[int, ...]:
     """The configured buckets, checked; or powers of two up to half the max sequence length."""
     max_len = config.serving.max_seq_len
-    if model_max_seq_len is not None and max_len > model_max_seq_len:
-        raise ConfigError(
-            f"serving.max_seq_len={max_len} exceeds the model's max length {model_max_seq_len}; lower it"
-        )
     buckets = config.serving.prefill_buckets
     if not buckets:
         return default_buckets(max(1, max_len // 2))
-    problem = prefill_bucket_problem(buckets, max_len, "serving.prefill_buckets")
+    problem = prefill_bucket_problem(buckets, max_len)
     if problem is not None:
-        raise ConfigError(problem)
+        raise ConfigError(f"serving.prefill_buckets: {problem}")
     return tuple(buckets)
 
 
@@ -134,12 +136,11 @@ def fit_model_length(worker: WorkerConfig) -> WorkerConfig:
     except ValueError as err:
         raise ConfigError(f"model: {err}") from None
     serving = worker.serving
-    if serving.max_seq_len <= model_max:
+    problem = sequence_problem(serving.max_seq_len, model_max)
+    if problem is None:
         return worker
     if "max_seq_len" in serving.model_fields_set:
-        raise ConfigError(
-            f"serving.max_seq_len={serving.max_seq_len} exceeds the model's max length {model_max}; lower it"
-        )
+        raise ConfigError(f"serving.max_seq_len: {problem}")
     return worker.model_copy(update={"serving": serving.model_copy(update={"max_seq_len": model_max})})
 
 

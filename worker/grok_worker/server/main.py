@@ -22,6 +22,7 @@ from grok_worker.contract import STEP_PORT_OFFSET
 from grok_worker.engine.api import Engine, ProgressFn
 from grok_worker.engine.multihost import BroadcastingEngine, StepBroadcaster, StepFollower
 from grok_worker.engine.text import Tokenizer
+from grok_worker.model_config import DIMENSION_NAMES
 from grok_worker.server.app import EngineFactory, ServerOptions, WorkerServer
 from grok_worker.server.config import ConfigError, ResolvedConfig, parse_buckets, resolve
 from grok_worker.server.follower import serve_follower
@@ -146,17 +147,9 @@ def _engine_factory(args: argparse.Namespace, config: ResolvedConfig) -> tuple[E
 
     factory, cfg = model_factory(config, random_weights=args.random_weights)
     info.preset = cfg.name
-    for field in (
-        "d_model",
-        "n_layers",
-        "n_q_heads",
-        "n_kv_heads",
-        "head_dim",
-        "n_experts",
-        "experts_per_token",
-        "ffn_size",
-    ):
-        setattr(info, field, getattr(cfg, field))
+    for name in DIMENSION_NAMES:  # ModelInfo's own max_seq_len is the serving length (_fill_limits)
+        if name != "max_seq_len":
+            setattr(info, name, getattr(cfg, name))
     return factory, info
 
 
