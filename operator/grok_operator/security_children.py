@@ -6,7 +6,8 @@ Data flow, inside one reconcile pass (reconcile.py):
   kept RECHECK_SECONDS once found), returns problems that name the field and the fix, or the
   ValidSpec with `tls_client_ca` set when the TLS Secret has ca.crt (mutual TLS).
   kept group indices and the watch-fed children ─► `SecurityChildren.sync()`:
-    - each group's step-key Secret, at most every RECHECK_SECONDS per group: a group that has no
+    - each group's step-key Secret (groups of more than one host: a one-host group has no step
+      channel, and no key), at most every RECHECK_SECONDS per group: a group that has no
       StatefulSet yet POSTs its key (32 random bytes as hex) straight away; an existing group GETs
       it. POST never overwrites (409 when it exists, even if another operator won a race; the key
       is then read and checked), and the key is never rewritten afterwards: a new key under a
@@ -40,6 +41,7 @@ from grok_operator.render.security import (
     TLS_KEY_KEY,
     group_secret,
     group_secret_name,
+    has_step_channel,
 )
 from grok_operator.validation import SpecProblem, ValidSpec
 from grok_worker.contract import GROUP_SECRET_KEY
@@ -213,7 +215,7 @@ class SecurityChildren:
             self._keys_checked = {k: t for k, t in self._keys_checked.items() if now - t < RECHECK_SECONDS}
             checked = set(self._keys_checked)
         kept = sorted(groups)
-        for index in kept:
+        for index in kept if has_step_channel(valid) else ():
             key = (owner.uid, group_secret_name(owner.name, index))
             if key not in checked:
                 new = group_name(owner.name, index) not in observed.statefulsets

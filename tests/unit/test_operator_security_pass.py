@@ -118,6 +118,13 @@ class CountingApi(MemoryApi):
         return super().list(kind, namespace, label_selector)
 
 
+def test_one_host_groups_get_no_step_key_secret() -> None:
+    api, memory = MemoryApi(), DeploymentMemory()
+    run(api, memory, topology={"hostsPerReplica": 1, "gpusPerHost": 1, "gpuMemory": "16Gi"})
+    assert [name for kind, name in api.objects if kind == "Secret"] == []
+    assert ("StatefulSet", f"{NAME}-g0") in api.objects
+
+
 def test_new_groups_create_their_keys_unread_existing_keys_are_reread_every_interval_policies_never() -> None:
     api, memory = CountingApi(), DeploymentMemory()
     reconciler = Reconciler(api)

@@ -112,6 +112,13 @@ def test_each_group_mounts_its_own_step_key_and_the_config_points_at_it() -> Non
     assert worker_config(v).security.group_secret_file == f"{GROUP_SECRET_MOUNT_DIR}/step-key"
 
 
+def test_a_one_host_group_has_no_step_channel_so_no_step_key_is_mounted_or_configured() -> None:
+    v = valid(topology={"hostsPerReplica": 1, "gpusPerHost": 1, "gpuMemory": "16Gi"})
+    assert "group-key" not in volumes(v)
+    assert "group-key" not in mounts(v)
+    assert worker_config(v).security.group_secret_file == ""
+
+
 def test_without_tls_or_auth_nothing_else_is_mounted_and_the_api_is_plaintext() -> None:
     v = valid()
     assert "tls" not in volumes(v)

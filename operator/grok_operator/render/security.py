@@ -47,6 +47,11 @@ def group_secret_name(name: str, index: int) -> str:
     return f"{group_name(name, index)}-step-key"
 
 
+def has_step_channel(valid: ValidSpec) -> bool:
+    """Whether a group's leader sends steps to followers (and so needs a step key): more than one host."""
+    return valid.spec.topology.hosts_per_replica > 1
+
+
 def security_section(valid: ValidSpec) -> SecuritySection:
     """The worker config's security section: where the mounted Secrets are, and the health port."""
     serving = valid.spec.serving
@@ -60,7 +65,7 @@ def security_section(valid: ValidSpec) -> SecuritySection:
     return SecuritySection(
         tls=tls,
         tokens_dir=TOKENS_MOUNT_DIR if serving.auth is not None else "",
-        group_secret_file=f"{GROUP_SECRET_MOUNT_DIR}/{GROUP_SECRET_KEY}",
+        group_secret_file=f"{GROUP_SECRET_MOUNT_DIR}/{GROUP_SECRET_KEY}" if has_step_channel(valid) else "",
         health_port=DEFAULT_HEALTH_PORT,
     )
 
@@ -112,8 +117,9 @@ def volumes(owner_name: str, valid: ValidSpec, index: int) -> list[Obj]:
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.shared_memory_size}},
         {"name": "tmp", "emptyDir": {}},
         {"name": "home", "emptyDir": {}},
-        _secret_volume("group-key", group_secret_name(owner_name, index), (GROUP_SECRET_KEY,)),
     ]
+    if has_step_channel(valid):
+        out.append(_secret_volume("group-key", group_secret_name(owner_name, index), (GROUP_SECRET_KEY,)))
     if spec.serving.tls is not None:
         keys = (TLS_CERT_KEY, TLS_KEY_KEY, *((TLS_CA_KEY,) if valid.tls_client_ca else ()))
         out.append(_secret_volume("tls", spec.serving.tls.secret_name, keys))
@@ -129,8 +135,9 @@ def volume_mounts(valid: ValidSpec) -> list[Obj]:
         {"name": "dshm", "mountPath": "/dev/shm"},
         {"name": "tmp", "mountPath": "/tmp"},
         {"name": "home", "mountPath": WORKER_HOME},
-        {"name": "group-key", "mountPath": GROUP_SECRET_MOUNT_DIR, "readOnly": True},
     ]
+    if has_step_channel(valid):
+        mounts.append({"name": "group-key", "mountPath": GROUP_SECRET_MOUNT_DIR, "readOnly": True})
     if serving.tls is not None:
         mounts.append({"name": "tls", "mountPath": TLS_MOUNT_DIR, "readOnly": True})
     if serving.auth is not None:
