@@ -25,7 +25,7 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
@@ -73,17 +73,21 @@ def grok_deployment(name: str, namespace: str) -> dict[str, Any]:
     }
 
 
+def request_samples(metrics_text: str) -> Iterator[tuple[dict[str, str], int]]:
+    """(labels, count) of every `apiserver_request_total` sample in the apiserver's Prometheus text."""
+    for line in metrics_text.splitlines():
+        match = _SAMPLE.match(line)
+        if match:
+            yield dict(_LABEL.findall(match.group("labels"))), int(float(match.group("value")))
+
+
 def parse_write_counts(metrics_text: str) -> Counter[str]:
     """Write requests per "resource/subresource" from the apiserver's Prometheus text."""
     counts: Counter[str] = Counter()
-    for line in metrics_text.splitlines():
-        match = _SAMPLE.match(line)
-        if not match:
-            continue
-        labels = dict(_LABEL.findall(match.group("labels")))
+    for labels, value in request_samples(metrics_text):
         key = (labels.get("resource", ""), labels.get("subresource", ""))
         if labels.get("verb") in WRITE_VERBS and key in OPERATOR_WRITES:
-            counts["/".join(filter(None, key))] += int(float(match.group("value")))
+            counts["/".join(filter(None, key))] += value
     return counts
 
 

@@ -28,7 +28,14 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from bench.operator_apply import Bench, grok_deployment, install_crd, operator_writes, parse_write_counts
+from bench.operator_apply import (
+    Bench,
+    grok_deployment,
+    install_crd,
+    operator_writes,
+    parse_write_counts,
+    request_samples,
+)
 from bench.options import Options
 from bench.report import Figure, Result
 
@@ -37,20 +44,15 @@ READY_LIMIT_S = 120.0
 GPUS_PER_NODE = 8
 #: Resources whose LISTs an idle operator must not cause.
 LISTED = frozenset({"grokdeployments", "statefulsets", "services", "configmaps", "pods"})
-_SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\}\s+(?P<value>[0-9.e+]+)$")
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 def request_counts(metrics_text: str, verb: str) -> Counter[str]:
     """Requests with `verb` (LIST, WATCH) per resource in LISTED, from the apiserver's metrics."""
     counts: Counter[str] = Counter()
-    for line in metrics_text.splitlines():
-        match = _SAMPLE.match(line)
-        if not match:
-            continue
-        labels = dict(_LABEL.findall(match.group("labels")))
+    for labels, value in request_samples(metrics_text):
         if labels.get("verb") == verb and labels.get("resource") in LISTED and not labels.get("subresource"):
-            counts[labels["resource"]] += int(float(match.group("value")))
+            counts[labels["resource"]] += value
     return counts
 
 
@@ -70,8 +72,7 @@ def request_seconds(metrics_text: str) -> dict[str, float]:
         labels = dict(_LABEL.findall(match.group("labels")))
         if labels.get("verb") in {"WATCH", "CONNECT"}:
             continue  # a watch's duration is how long it stayed open
-        resource = "/".join(filter(None, (labels.get("resource", ""), labels.get("subresource", ""))))
-        kind = f"{labels.get('verb', '')} {resource}"
+        kind = _request_kind(labels)
         seconds[kind] = seconds.get(kind, 0.0) + float(match.group("value"))
     return seconds
 
@@ -87,15 +88,16 @@ def request_mix(before: str, after: str) -> str:
 
 
 def all_request_counts(metrics_text: str) -> Counter[str]:
+    """Requests per "VERB resource[/subresource]", all clients together."""
     counts: Counter[str] = Counter()
-    for line in metrics_text.splitlines():
-        match = _SAMPLE.match(line)
-        if not match:
-            continue
-        labels = dict(_LABEL.findall(match.group("labels")))
-        resource = "/".join(filter(None, (labels.get("resource", ""), labels.get("subresource", ""))))
-        counts[f"{labels.get('verb', '')} {resource}"] += int(float(match.group("value")))
+    for labels, value in request_samples(metrics_text):
+        counts[_request_kind(labels)] += value
     return counts
+
+
+def _request_kind(labels: dict[str, str]) -> str:
+    resource = "/".join(filter(None, (labels.get("resource", ""), labels.get("subresource", ""))))
+    return f"{labels.get('verb', '')} {resource}"
 
 
 def rss_bytes() -> int:

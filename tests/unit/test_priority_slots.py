@@ -58,62 +58,45 @@ def test_no_more_than_size_hold_at_once() -> None:
     assert asyncio.run(main()) == 3
 
 
-def test_a_cancelled_waiter_gives_up_its_place_and_loses_no_slot() -> None:
-    async def main() -> list[str]:
-        slots, order = PrioritySlots(1), []
-        release = asyncio.Event()
+async def _cancel_one_of_two_waiters(*, handed_over: bool) -> list[str]:
+    """One slot, held; two waiters queue; one is cancelled either while still waiting or after
+    the holder handed it the slot (before it resumed). Which names got the slot, then whether a
+    fresh holder still gets one."""
+    slots, order = PrioritySlots(1), []
+    release = asyncio.Event()
 
-        async def holder() -> None:
-            async with slots.hold(first=True):
-                await release.wait()
+    async def holder() -> None:
+        async with slots.hold(first=True):
+            await release.wait()
 
-        async def waiter(name: str) -> None:
-            async with slots.hold(first=True):
-                order.append(name)
+    async def waiter(name: str) -> None:
+        async with slots.hold(first=False):
+            order.append(name)
 
-        held = asyncio.create_task(holder())
-        await asyncio.sleep(0)
-        doomed = asyncio.create_task(waiter("cancelled"))
-        kept = asyncio.create_task(waiter("kept"))
-        await asyncio.sleep(0)
-        doomed.cancel()
+    held = asyncio.create_task(holder())
+    await asyncio.sleep(0)
+    doomed = asyncio.create_task(waiter("cancelled"))
+    kept = asyncio.create_task(waiter("kept"))
+    await asyncio.sleep(0)
+    if handed_over:
         release.set()
-        await asyncio.gather(held, kept)
-        await asyncio.gather(doomed, return_exceptions=True)
-        async with slots.hold(first=False):  # the slot came back
-            order.append("after")
-        return order
+        await asyncio.sleep(0)  # the holder leaves and hands the slot to "cancelled", not yet resumed
+        assert held.done()
+    doomed.cancel()
+    release.set()
+    await asyncio.gather(held, kept)
+    await asyncio.gather(doomed, return_exceptions=True)
+    async with slots.hold(first=False):  # the slot came back
+        order.append("after")
+    return order
 
-    assert asyncio.run(main()) == ["kept", "after"]
+
+def test_a_cancelled_waiter_gives_up_its_place_and_loses_no_slot() -> None:
+    assert asyncio.run(_cancel_one_of_two_waiters(handed_over=False)) == ["kept", "after"]
 
 
 def test_a_waiter_cancelled_after_it_was_handed_the_slot_passes_it_on() -> None:
-    async def main() -> list[str]:
-        slots, order = PrioritySlots(1), []
-        release = asyncio.Event()
-
-        async def holder() -> None:
-            async with slots.hold(first=True):
-                await release.wait()
-
-        async def waiter(name: str) -> None:
-            async with slots.hold(first=False):
-                order.append(name)
-
-        held = asyncio.create_task(holder())
-        await asyncio.sleep(0)
-        handed = asyncio.create_task(waiter("handed"))
-        nxt = asyncio.create_task(waiter("next"))
-        await asyncio.sleep(0)
-        release.set()
-        await asyncio.sleep(0)  # the holder leaves and hands the slot to "handed", not yet resumed
-        assert held.done()
-        handed.cancel()
-        await asyncio.gather(handed, return_exceptions=True)
-        await nxt
-        return order
-
-    assert asyncio.run(main()) == ["next"]
+    assert asyncio.run(_cancel_one_of_two_waiters(handed_over=True)) == ["kept", "after"]
 
 
 def test_slots_must_be_at_least_one() -> None:
