@@ -245,8 +245,11 @@ def test_a_port_in_use_is_a_clear_error() -> None:
         ),
         (["--preset", "tiny"], "model.checkpoint_path is empty"),
         (["--preset", "huge", "--random-weights"], "model: unknown model preset 'huge'"),
-        (["--preset", "tiny", "--random-weights", "--max-seq-len", "100000"], "serving.max_seq_len=100000"),
-        (["--engine", "mock", "--prefill-buckets", "32,16"], "serving.prefill_buckets=[32, 16]"),
+        (
+            ["--preset", "tiny", "--random-weights", "--max-seq-len", "100000"],
+            "serving.max_seq_len: 100000 exceeds",
+        ),
+        (["--engine", "mock", "--prefill-buckets", "32,16"], "serving.prefill_buckets: [32, 16] must be"),
         (["--engine", "mock", "--port", "70000"], "serving.port"),
     ],
 )

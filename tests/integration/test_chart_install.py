@@ -430,6 +430,44 @@ def test_losing_a_pod_scaling_and_a_refused_spec_go_through_the_charts_rbac(
     assert_nothing_refused(installed)
 
 
+def _example(name: str, **spec: Any) -> dict[str, Any]:
+    """The tiny example's GrokDeployment under another name, with `spec` fields replaced."""
+    body = next(d for d in yaml.safe_load_all(EXAMPLE.read_text()) if d["kind"] == "GrokDeployment")
+    body["metadata"]["name"] = name
+    body["spec"].update(spec)
+    return body
+
+
+def test_two_host_groups_and_a_missing_tls_secret_go_through_the_charts_rbac(
+    cluster: Any, installed: Operator
+) -> None:
+    # Two-host groups: a step-key Secret and a headless Service each; scaling down deletes one.
+    topology = {**_example("x")["spec"]["topology"], "hostsPerReplica": 2}
+    pair = _example("pair", replicas=2, topology=topology)
+    cluster.kubectl("apply", "-n", APP_NS, "-f", "-", input=json.dumps(pair))
+    wait_ready(installed, "pair", 2, "pair to have 2 ready two-host groups")
+    cluster.kubectl("scale", "grokdeployment/pair", "-n", APP_NS, "--replicas=1")
+    wait_ready(installed, "pair", 1, "pair to be back to 1 group")
+    wait_for(
+        "pair's second headless Service to go",
+        lambda: "pair-g1" not in cluster.kubectl("get", "services", "-n", APP_NS, "-o", "name").stdout,
+    )
+    cluster.kubectl("delete", "grokdeployment", "pair", "-n", APP_NS, "--timeout=60s")
+    # A TLS Secret the spec names that does not exist: read by name, reported, nothing else lost.
+    serving = {**_example("x")["spec"]["serving"], "tls": {"secretName": "absent"}}
+    cluster.kubectl(
+        "apply", "-n", APP_NS, "-f", "-", input=json.dumps(_example("needs-tls", serving=serving))
+    )
+
+    def secret_reported() -> bool:
+        conditions = grokdeployment(cluster, "needs-tls").get("status", {}).get("conditions", [])
+        return any(cond.get("reason") == "SecretNotFound" for cond in conditions)
+
+    wait_for("the missing TLS Secret in needs-tls's conditions", secret_reported, 60)
+    cluster.kubectl("delete", "grokdeployment", "needs-tls", "-n", APP_NS, "--timeout=60s")
+    assert_nothing_refused(installed)
+
+
 def granted_rules(cluster: Any, operator: Operator) -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = []
     selector = f"app.kubernetes.io/instance={operator.release}"
@@ -443,9 +481,6 @@ def granted_rules(cluster: Any, operator: Operator) -> list[dict[str, Any]]:
 #: Grants for paths this file's scenario (one-host groups, objects deleted while idle) does not
 #: reach, each with the test that does: they must still be granted, and nothing else may go unused.
 RARE_PATH_GRANTS = {
-    # A removed group of more than one host loses its headless Service
-    # (tests/integration/test_operator_serving.py scales a two-host GrokDeployment down).
-    ("", "services", "delete"),
     # An object whose deletion a pass meets, and every object when the CRD goes, is read afresh to
     # take kopf's finalizer off (tests/integration/test_operator_faults.py); passes otherwise read
     # the watch's copy.
