@@ -8,7 +8,8 @@ for its pods and StatefulSets wake the daemon at once; without events it resyncs
 
 Every pass starts from the object as the watch last delivered it (kopf keeps a daemon's `body`
 current; a copy is taken on the loop): reading it costs no request. A loop whose object is being
-deleted (it, its namespace or its CRD) reads it afresh, takes kopf's finalizer off and ends, so
+deleted (it, its namespace or its CRD; once the CRD is going kopf delivers no more events, so every
+pass then reads its object) reads it afresh, takes kopf's finalizer off and ends, so
 deletion never waits on kopf (which stops serving a kind whose CRD is going, leaving its
 finalizers in place); a write that finds the object or its namespace gone ends the loop too.
 Children go with their owner (garbage collector).
@@ -79,6 +80,9 @@ class OperatorState:
     #: The resourceVersion each object's last status write produced (loop-owned): its watch
     #: event is this operator's own write, not a change to act on.
     own_versions: dict[Key, str] = field(default_factory=dict)
+    #: The CRD is being deleted (loop-owned): kopf no longer delivers its objects' events, so
+    #: passes read their object afresh rather than trust the watch's last copy.
+    crd_going: bool = False
 
     def wake(self, namespace: str | None, name: str | None) -> None:
         if namespace and name and (event := self.wakers.get((namespace, name))) is not None:
@@ -163,8 +167,11 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
                     async with state.slots.hold(first=not passed):
                         wake.clear()
                         snapshot = _snapshot(body)
-                        if snapshot is None:  # being deleted: read it afresh to take the finalizer off
-                            await asyncio.to_thread(_current, state.api, key, uid)
+                        if snapshot is None or state.crd_going:
+                            # It, or its CRD (whose objects' events stop coming), is being deleted:
+                            # read it afresh; `_current` takes kopf's finalizer off.
+                            snapshot = await asyncio.to_thread(_current, state.api, key, uid)
+                        if snapshot is None:
                             logger.info(f"{key[0]}/{key[1]} is gone or being deleted: its loop ends")
                             state.memories.pop(key, None)
                             return
@@ -221,7 +228,8 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
         when=lambda name, **_: name == c.CRD_NAME,
     )
     async def crd_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-        if not body.metadata.get("deletionTimestamp"):
+        state.crd_going = bool(body.metadata.get("deletionTimestamp"))
+        if not state.crd_going:
             return
         logger.warning(f"the {c.CRD_NAME} CRD is being deleted: releasing every GrokDeployment")
         await release_all(state)
