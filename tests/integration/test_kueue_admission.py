@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_operator_support import Kube, manifest, operator_fixture, wait_for
+from test_operator_support import Kube, manifest, wait_for
 
 from grok_operator import constants as c
 from grok_operator.runtime import OperatorThread
@@ -29,11 +29,6 @@ from grok_operator.runtime import OperatorThread
 pytestmark = pytest.mark.cluster
 
 POOL_LABEL = "grok-test/pool"
-
-
-@pytest.fixture(scope="module")
-def operator(cluster: Any) -> Iterator[OperatorThread]:
-    yield from operator_fixture(cluster)
 
 
 class Pool:

@@ -45,11 +45,6 @@ def operator(cluster: Any) -> Iterator[OperatorThread]:
         running.stop()
 
 
-@pytest.fixture
-def kube(cluster: Any, namespace: str, operator: OperatorThread) -> Kube:
-    return Kube(cluster, namespace)
-
-
 def _ready_condition(kube: Kube, name: str, reason: str, timeout: float = 60) -> dict[str, Any]:
     def probe() -> dict[str, Any] | None:
         cond = kube.condition(name, "Ready")

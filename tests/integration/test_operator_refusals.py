@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_operator_support import Kube, manifest, operator_fixture, small, wait_for
+from test_operator_support import Kube, manifest, small, wait_for
 
 from grok_operator import constants as c
 from grok_operator.runtime import OperatorThread
@@ -35,16 +34,6 @@ TINY_DIMENSIONS = {
     "ffnSize": 344,
     "maxSeqLen": 256,
 }
-
-
-@pytest.fixture(scope="module")
-def operator(cluster: Any) -> Iterator[OperatorThread]:
-    yield from operator_fixture(cluster)
-
-
-@pytest.fixture
-def kube(cluster: Any, namespace: str, operator: OperatorThread) -> Kube:
-    return Kube(cluster, namespace)
 
 
 def _wait_reason(kube: Kube, name: str, reason: str) -> dict[str, Any]:

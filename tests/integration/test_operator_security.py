@@ -14,11 +14,10 @@ One in-process operator serves the module (resync every 2 s). Cost: ~40 s on 2 c
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_operator_support import Kube, operator_fixture, small, wait_for
+from test_operator_support import Kube, small, wait_for
 
 from grok_operator import constants as c
 from grok_operator.runtime import OperatorThread
@@ -33,16 +32,6 @@ from grok_worker.contract import (
 pytestmark = pytest.mark.cluster
 
 STEP_PORT = DEFAULT_STEP_PORT
-
-
-@pytest.fixture(scope="module")
-def operator(cluster: Any) -> Iterator[OperatorThread]:
-    yield from operator_fixture(cluster)
-
-
-@pytest.fixture
-def kube(cluster: Any, namespace: str, operator: OperatorThread) -> Kube:
-    return Kube(cluster, namespace)
 
 
 def _restrict(kube: Kube) -> None:

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_operator_support import Kube, manifest, operator_fixture, small, wait_for
+from test_operator_support import Kube, manifest, small, wait_for
 
 from grok_operator import constants as c
-from grok_operator.runtime import OperatorThread
 from grok_worker.contract import (
     CONFIG_FILE_NAME,
     DEFAULT_COORDINATOR_PORT,
@@ -27,16 +25,6 @@ from grok_worker.contract import (
 )
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture(scope="module")
-def operator(cluster: Any) -> Iterator[OperatorThread]:
-    yield from operator_fixture(cluster)
-
-
-@pytest.fixture
-def kube(cluster: Any, namespace: str, operator: OperatorThread) -> Kube:
-    return Kube(cluster, namespace)
 
 
 def _env(container: dict[str, Any]) -> dict[str, Any]:
