@@ -15,7 +15,10 @@ measures:
 - The process's resident memory (VmRSS) after the window, and its growth since before the
   operator started (the operator's share: its caches, watches and threads).
 
-Size: GROK_BENCH_FLEET (default 1000) objects; `--size smoke` runs 10 with a 5 s window.
+Size: GROK_BENCH_FLEET (default 1000) objects; `--size smoke` runs 10 with a 5 s window. Their
+client Services: GROK_BENCH_CLIENT_SERVICE, ClusterIP (the default, as in the API) or Headless
+(`spec.serving.clientService`: no ClusterIP to allocate; the figure's name then ends in
+`_headless`).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from bench.report import Figure, Result
 NAME = "fleet"
 READY_LIMIT_S = 120.0
 GPUS_PER_NODE = 8
+CLIENT_SERVICE_MODES = ("ClusterIP", "Headless")
 #: Resources whose LISTs an idle operator must not cause.
 LISTED = frozenset({"grokdeployments", "statefulsets", "services", "configmaps", "pods"})
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
@@ -116,10 +120,18 @@ def sizes(options: Options) -> tuple[int, float]:
     return int(os.environ.get("GROK_BENCH_FLEET", "1000")), float(os.environ.get("GROK_BENCH_IDLE_S", "300"))
 
 
-def create_fleet(bench: Bench, namespace: str, count: int) -> float:
+def client_service_mode() -> str:
+    """The fleet's `spec.serving.clientService` (GROK_BENCH_CLIENT_SERVICE)."""
+    mode = os.environ.get("GROK_BENCH_CLIENT_SERVICE", "ClusterIP")
+    if mode not in CLIENT_SERVICE_MODES:
+        raise SystemExit(f"GROK_BENCH_CLIENT_SERVICE={mode!r}: use one of {', '.join(CLIENT_SERVICE_MODES)}")
+    return mode
+
+
+def create_fleet(bench: Bench, namespace: str, count: int, mode: str) -> float:
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(lambda i: bench.create(grok_deployment(f"fleet-{i}", namespace)), range(count)))
+        list(pool.map(lambda i: bench.create(grok_deployment(f"fleet-{i}", namespace, mode)), range(count)))
     return time.perf_counter() - start
 
 
@@ -252,7 +264,7 @@ def measure_idle(bench: Bench, operator: Any, namespace: str, idle_s: float, res
     )
 
 
-def measure(handle: Any, options: Options, result: Result, count: int, idle_s: float) -> None:
+def measure(handle: Any, options: Options, result: Result, count: int, idle_s: float, mode: str) -> None:
     from grok_operator.runtime import OperatorConfig, OperatorThread
 
     install_crd(handle)
@@ -263,7 +275,7 @@ def measure(handle: Any, options: Options, result: Result, count: int, idle_s: f
         namespace = bench.namespace(f"bench-fleet-{os.getpid()}")
         metrics_before = handle.kubectl("get", "--raw", "/metrics").stdout
         start = time.perf_counter()
-        created = create_fleet(bench, namespace, count)
+        created = create_fleet(bench, namespace, count, mode)
         timeout = 60.0 if options.smoke else max(10 * READY_LIMIT_S, 600.0)
         to_ready, ready = wait_ready(bench, namespace, count, timeout, result, start)
         metrics_after = handle.kubectl("get", "--raw", "/metrics").stdout
@@ -273,14 +285,13 @@ def measure(handle: Any, options: Options, result: Result, count: int, idle_s: f
             result.add(Figure(NAME, "ready_at_timeout", float(ready), "objects", baseline=count, goal=">=1"))
             result.note("fleet", f"only {ready} of {count} Ready after {timeout:.0f} s: no idle window")
             return
-        result.add(
-            Figure(
-                NAME, f"{count}_grokdeployments_to_ready", to_ready, "s", baseline=READY_LIMIT_S, goal="<=1"
-            )
-        )
+        suffix = "_headless" if mode == "Headless" else ""
+        figure = f"{count}_grokdeployments_to_ready{suffix}"
+        result.add(Figure(NAME, figure, to_ready, "s", baseline=READY_LIMIT_S, goal="<=1"))
         result.note(
             "fleet",
-            f"{count} created in {created:.1f} s (8 client threads); all Ready {to_ready:.1f} s after the first create",
+            f"{count} created in {created:.1f} s (8 client threads, client Services {mode}); "
+            f"all Ready {to_ready:.1f} s after the first create",
         )
         time.sleep(5.0)  # the last status writes land
         measure_idle(bench, operator, namespace, idle_s, result)
@@ -296,6 +307,7 @@ def run(options: Options) -> Result:
     from grok_devcluster.nodes import GpuNodeSpec
 
     count, idle_s = sizes(options)
+    mode = client_service_mode()  # a wrong value stops the run before a cluster starts
     nodes = math.ceil(count * 1.04 / GPUS_PER_NODE)  # 130 for 1,000: a few GPUs to spare
     started = time.perf_counter()
     cluster = start_cluster(
@@ -311,7 +323,7 @@ def run(options: Options) -> Result:
         "cluster", f"{nodes} kwok nodes x {GPUS_PER_NODE} GPUs up in {time.perf_counter() - started:.0f} s"
     )
     try:
-        measure(cluster.handle, options, result, count, idle_s)
+        measure(cluster.handle, options, result, count, idle_s, mode)
     finally:
         cluster.stop()
     return result

@@ -132,6 +132,8 @@ class EventReason:
     GROUP_ROLLED: Final = "GroupRolled"
     #: A child changed by hand was put back to what the spec renders.
     DRIFT_CORRECTED: Final = "DriftCorrected"
+    #: The client Service was deleted and created anew: a ClusterIP cannot be added or removed in place.
+    SERVICE_REPLACED: Final = "ServiceReplaced"
 
 
 class Phase:

@@ -195,6 +195,10 @@ def _reported_ready(status: Mapping[str, Any]) -> frozenset[str]:
     )
 
 
+def _headless(service: Mapping[str, Any]) -> bool:
+    return (service.get("spec") or {}).get("clusterIP") == "None"
+
+
 def _is_ours(obj: Mapping[str, Any], owner: Owner) -> bool:
     refs = obj.get("metadata", {}).get("ownerReferences") or []
     return any(ref.get("uid") == owner.uid for ref in refs)
@@ -542,7 +546,11 @@ class Reconciler:
         self._apply_if_changed(body, children.config_map, observed.config_maps.get(cm_name), memory)
         wanted["ConfigMap"].add(cm_name)
         client_name = children.client_service["metadata"]["name"]
-        self._apply_if_changed(body, children.client_service, observed.services.get(client_name), memory)
+        live_client = observed.services.get(client_name)
+        if live_client is not None and _headless(live_client) != _headless(children.client_service):
+            self._replace_client_service(body, owner, live_client)
+            live_client = None
+        self._apply_if_changed(body, children.client_service, live_client, memory)
         wanted["Service"].add(client_name)
         for group in children.groups:
             # The headless Service first: the pods' DNS names must resolve as soon as they start.
@@ -568,6 +576,21 @@ class Reconciler:
                     self.api.delete(kind, owner.namespace, name, uid=uid or None)
                     if self.written is not None:
                         self.written.deleted((owner.namespace, owner.name), kind, uid)
+
+    def _replace_client_service(self, body: Mapping[str, Any], owner: Owner, live: Mapping[str, Any]) -> None:
+        """Delete the client Service whose ClusterIP mode differs from the spec's (the apiserver
+        adds or removes a ClusterIP only on creation); the caller then creates it anew."""
+        name, uid = str(live["metadata"]["name"]), str(live["metadata"].get("uid", ""))
+        self.api.delete("Service", owner.namespace, name, uid=uid or None)
+        if self.written is not None:
+            self.written.deleted((owner.namespace, owner.name), "Service", uid)
+        wanted = "headless" if not _headless(live) else "with a ClusterIP"
+        self.api.post_event(
+            body,
+            reason=c.EventReason.SERVICE_REPLACED,
+            message=f"Service {name} replaced by one {wanted} (spec.serving.clientService); "
+            "clients reconnect to the new Service",
+        )
 
     def _delete_leftovers(self, owner: Owner, observed: Observed, memory: DeploymentMemory) -> None:
         """Pods of a replaced group created before the replacement: part of the same recreation."""

@@ -37,7 +37,7 @@ def cluster_shortage(err: ApiError, kind: str, name: str) -> Shortage | None:
             Reason.SERVICE_IPS_EXHAUSTED,
             f"the cluster has no free Service ClusterIP: creating Service {name} was refused "
             f"(HTTP {err.status}); delete unused Services or widen the service range "
-            "(kube-apiserver --service-cluster-ip-range, or a ServiceCIDR object); retrying every "
-            f"{RETRY_SECONDS:.0f} s",
+            "(kube-apiserver --service-cluster-ip-range, or a ServiceCIDR object), or set "
+            f"spec.serving.clientService: Headless (it takes no ClusterIP); retrying every {RETRY_SECONDS:.0f} s",
         )
     return None

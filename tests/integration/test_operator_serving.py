@@ -196,3 +196,41 @@ def test_deleting_the_grokdeployment_garbage_collects_every_child(kube: Kube, cl
         )
 
     wait_for("the garbage collector to remove every child", nothing_left, 60)
+
+
+def test_switching_the_client_service_to_headless_and_back_replaces_it(kube: Kube) -> None:
+    """spec.serving.clientService: the apiserver adds or removes a ClusterIP only on creation, so
+    the operator replaces the Service, says so in an Event, and the deployment stays Ready."""
+    kube.apply(small("front", kube.namespace))
+    kube.wait_ready("front", 2)
+    before = kube.get("service", "front")
+    assert before is not None
+    assert before["spec"]["clusterIP"] not in ("", "None")
+
+    kube.apply(small("front", kube.namespace, serving={"clientService": "Headless"}))
+
+    def headless() -> dict[str, Any] | None:
+        svc = kube.get("service", "front")
+        return svc if svc is not None and svc["spec"].get("clusterIP") == "None" else None
+
+    after = wait_for("the client Service to be headless", headless)
+    assert after["metadata"]["uid"] != before["metadata"]["uid"]
+    assert after["spec"]["selector"] == before["spec"]["selector"]
+    kube.wait_ready("front", 2)
+    selector = "kubernetes.io/service-name=front"
+    wait_for(
+        "the headless Service's EndpointSlice to list both leaders",
+        lambda: sum(len(s.get("endpoints") or []) for s in kube.items("endpointslices", selector)) == 2,
+    )
+    reasons = [e["reason"] for e in kube.events("front")]
+    assert c.EventReason.SERVICE_REPLACED in reasons
+
+    kube.apply(small("front", kube.namespace))
+
+    def with_cluster_ip() -> dict[str, Any] | None:
+        svc = kube.get("service", "front")
+        return svc if svc is not None and svc["spec"].get("clusterIP") not in (None, "", "None") else None
+
+    back = wait_for("the client Service to have a ClusterIP again", with_cluster_ip)
+    assert back["metadata"]["uid"] != after["metadata"]["uid"]
+    kube.wait_ready("front", 2)

@@ -263,6 +263,15 @@ def test_a_one_host_group_has_no_headless_service_and_a_multi_host_group_has_one
     assert service["spec"]["clusterIP"] == "None"
 
 
+def test_the_client_service_has_a_cluster_ip_unless_the_spec_asks_for_a_headless_one() -> None:
+    default = render_children(OWNER, valid(), [0]).client_service
+    headless = render_children(OWNER, valid(serving={"clientService": "Headless"}), [0]).client_service
+    assert "clusterIP" not in default["spec"]  # the apiserver allocates one
+    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["spec"]["selector"] == default["spec"]["selector"]  # the leaders, either way
+    assert headless["metadata"]["name"] == default["metadata"]["name"]  # status.endpoint is unchanged
+
+
 def test_every_child_is_owned_by_the_grokdeployment_and_carries_a_render_hash() -> None:
     children = render_children(OWNER, valid(), [0, 1])
     objects = [children.config_map, children.client_service]

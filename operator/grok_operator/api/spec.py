@@ -215,6 +215,8 @@ class ServingSpec(ApiModel):
     """Decode slots: requests decoded together in one batched step. Sizes the KV cache with maxSequenceLength."""
     max_sequence_length: int | None = Field(default=None, ge=DIMENSION_MINIMUMS["max_seq_len"], le=1048576)
     """Longest prompt + completion of one request; also the KV-cache length of each slot. Default: the model's maximum (8192 for Grok-1)."""
+    client_service: Literal["ClusterIP", "Headless"] = "ClusterIP"
+    """How clients reach the replica groups' leaders. ClusterIP: one virtual IP, balanced by kube-proxy per connection. Headless: no ClusterIP (none is allocated, so a fleet never exhausts the service range); DNS returns each Ready leader's address and the client balances (gRPC with the round_robin policy, as `grok` does, spreads requests over every group). Changing it replaces the Service."""
     max_queue: int = Field(default=64, ge=0)
     """Requests waiting for a slot; beyond it new requests get RESOURCE_EXHAUSTED."""
     drain_grace_seconds: int = Field(default=30, ge=0, le=3600)

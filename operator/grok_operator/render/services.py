@@ -2,7 +2,8 @@
 than one host.
 
 The client Service selects only leaders (host 0 of each group, by the StatefulSet pod-index
-label), because followers never talk to clients. A group's headless Service gives each pod a
+label), because followers never talk to clients. It has a ClusterIP, or none when
+`spec.serving.clientService` is Headless (DNS then answers with the Ready leaders' addresses). A group's headless Service gives each pod a
 stable DNS name (`<group>-<host>.<group>.<namespace>.svc`) and publishes addresses of pods that
 are not ready yet, so followers can reach the leader's jax.distributed coordinator while loading.
 """
@@ -32,6 +33,7 @@ def client_service(owner: Owner, valid: ValidSpec) -> Obj:
         "metadata": metadata(owner, client_service_name(owner.name), base_labels(owner.name)),
         "spec": {
             "type": "ClusterIP",
+            **({"clusterIP": "None"} if is_headless_client(valid) else {}),
             "selector": leader_selector(owner.name),
             "ports": [
                 {
@@ -46,6 +48,11 @@ def client_service(owner: Owner, valid: ValidSpec) -> Obj:
             ],
         },
     }
+
+
+def is_headless_client(valid: ValidSpec) -> bool:
+    """Whether the spec asks for a headless client Service (no ClusterIP)."""
+    return valid.spec.serving.client_service == "Headless"
 
 
 def _http_ports(valid: ValidSpec) -> list[Obj]:

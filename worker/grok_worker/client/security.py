@@ -2,7 +2,9 @@
 
 Data flow: `--tls/--ca/--cert/--key/--token` (or $GROK_TOKEN) -> `ClientSecurity` ->
 `open_channel` (a secure channel when TLS is on: the server is verified against `ca`, else the
-system roots; `cert`/`key` are this client's certificate for mutual TLS) and `metadata`
+system roots; `cert`/`key` are this client's certificate for mutual TLS; every channel balances
+calls round robin over all the addresses its target resolves to, so a headless client Service
+spreads them over every replica group's leader) and `metadata`
 (`authorization: Bearer <token>` sent with every call, also over plaintext for local use). The
 token is never printed: `repr` hides it.
 """
@@ -10,6 +12,7 @@ token is never printed: `repr` hides it.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,16 +61,21 @@ def _read(path: str | None, flag: str) -> bytes | None:
         raise ValueError(f"{flag}: cannot read {path}: {err.strerror}") from None
 
 
+#: Spread calls over every address the target resolves to (gRPC's default, pick_first, keeps
+#: one connection to the first): a headless Service's name resolves to each Ready leader.
+CHANNEL_OPTIONS = (("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})),)
+
+
 def open_channel(target: str, security: ClientSecurity | None) -> grpc.Channel:
     if security is not None and security.uses_tls:
-        return grpc.secure_channel(target, security.channel_credentials())
-    return grpc.insecure_channel(target)
+        return grpc.secure_channel(target, security.channel_credentials(), options=CHANNEL_OPTIONS)
+    return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
 
 
 def open_aio_channel(target: str, security: ClientSecurity | None) -> grpc.aio.Channel:
     if security is not None and security.uses_tls:
-        return grpc.aio.secure_channel(target, security.channel_credentials())
-    return grpc.aio.insecure_channel(target)
+        return grpc.aio.secure_channel(target, security.channel_credentials(), options=CHANNEL_OPTIONS)
+    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
