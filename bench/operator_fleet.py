@@ -14,23 +14,30 @@ measures:
   (`KubeApi.list_calls`) is reported beside: it must stay 0, a pass reads the watch-fed cache.
 - The process's resident memory (VmRSS) after the window, and its growth since before the
   operator started (the operator's share: its caches, watches and threads).
+- The floor (fleet_floor.py): on a fresh cluster of the same size, the same children applied
+  directly, with no operator and no GrokDeployment, until every pod is Ready. The operator's time
+  to Ready ÷ that floor is what the operator adds to the control plane's own work (goal <= 1.25).
 
 Size: GROK_BENCH_FLEET (default 1000) objects; `--size smoke` runs 10 with a 5 s window. Their
 client Services: GROK_BENCH_CLIENT_SERVICE, ClusterIP (the default, as in the API) or Headless
 (`spec.serving.clientService`: no ClusterIP to allocate; the figure's name then ends in
-`_headless`).
+`_headless`). Reconcile threads (and the floor's apply threads): GROK_BENCH_WORKERS, default the
+operator's own (16).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from bench.fleet_floor import measure_floor
 from bench.operator_apply import (
     Bench,
     grok_deployment,
@@ -126,6 +133,19 @@ def client_service_mode() -> str:
     if mode not in CLIENT_SERVICE_MODES:
         raise SystemExit(f"GROK_BENCH_CLIENT_SERVICE={mode!r}: use one of {', '.join(CLIENT_SERVICE_MODES)}")
     return mode
+
+
+def reconcile_workers() -> int:
+    """The operator's reconcile threads (GROK_BENCH_WORKERS, default the operator's own), and the
+    floor's apply threads: the same concurrency on both sides."""
+    from grok_operator.runtime import OperatorConfig
+
+    return int(os.environ.get("GROK_BENCH_WORKERS", OperatorConfig().workers))
+
+
+def _suffix(mode: str) -> str:
+    """How a figure's name tells a headless fleet's figures apart."""
+    return "_headless" if mode == "Headless" else ""
 
 
 def create_fleet(bench: Bench, namespace: str, count: int, mode: str) -> float:
@@ -264,13 +284,18 @@ def measure_idle(bench: Bench, operator: Any, namespace: str, idle_s: float, res
     )
 
 
-def measure(handle: Any, options: Options, result: Result, count: int, idle_s: float, mode: str) -> None:
+def measure(
+    handle: Any, options: Options, result: Result, count: int, idle_s: float, mode: str
+) -> float | None:
+    """The operator's figures; returns its time to Ready (None when not all were Ready)."""
     from grok_operator.runtime import OperatorConfig, OperatorThread
 
     install_crd(handle)
     bench = Bench(handle)
     rss_before = rss_bytes()
-    operator = OperatorThread(OperatorConfig(kubeconfig=handle.kubeconfig, all_namespaces=True)).start()
+    operator = OperatorThread(
+        OperatorConfig(kubeconfig=handle.kubeconfig, all_namespaces=True, workers=reconcile_workers())
+    ).start()
     try:
         namespace = bench.namespace(f"bench-fleet-{os.getpid()}")
         metrics_before = handle.kubectl("get", "--raw", "/metrics").stdout
@@ -284,9 +309,8 @@ def measure(handle: Any, options: Options, result: Result, count: int, idle_s: f
         if to_ready is None:  # report what was reached rather than nothing
             result.add(Figure(NAME, "ready_at_timeout", float(ready), "objects", baseline=count, goal=">=1"))
             result.note("fleet", f"only {ready} of {count} Ready after {timeout:.0f} s: no idle window")
-            return
-        suffix = "_headless" if mode == "Headless" else ""
-        figure = f"{count}_grokdeployments_to_ready{suffix}"
+            return None
+        figure = f"{count}_grokdeployments_to_ready{_suffix(mode)}"
         result.add(Figure(NAME, figure, to_ready, "s", baseline=READY_LIMIT_S, goal="<=1"))
         result.note(
             "fleet",
@@ -298,32 +322,55 @@ def measure(handle: Any, options: Options, result: Result, count: int, idle_s: f
         rss = rss_bytes()
         result.add(Figure(NAME, "process_rss", rss / 2**20, "MiB"))
         result.add(Figure(NAME, "operator_rss_growth", (rss - rss_before) / 2**20, "MiB"))
+        return to_ready
     finally:
         operator.stop()
 
 
 def run(options: Options) -> Result:
-    from grok_devcluster.cluster import ClusterOptions, start_cluster
-    from grok_devcluster.nodes import GpuNodeSpec
-
     count, idle_s = sizes(options)
     mode = client_service_mode()  # a wrong value stops the run before a cluster starts
     nodes = math.ceil(count * 1.04 / GPUS_PER_NODE)  # 130 for 1,000: a few GPUs to spare
+    result = Result(NAME)
+    with _cluster(nodes, "fleet", result) as handle:
+        to_ready = measure(handle, options, result, count, idle_s, mode)
+    if to_ready is None:
+        return result
+    with _cluster(nodes, "floor", result) as handle:
+        timeout = max(10 * READY_LIMIT_S, 600.0)
+        floor = measure_floor(handle, count, mode, reconcile_workers(), timeout)
+    if floor is None:
+        result.note("control plane alone", f"{count} pods not all Ready within {timeout:.0f} s")
+        return result
+    figure = f"{count}_to_ready_vs_control_plane_alone{_suffix(mode)}"
+    result.add(Figure(NAME, figure, to_ready, "s", baseline=floor, goal="<=1.25"))
+    result.note(
+        "control plane alone",
+        f"the same children applied directly (no operator, no GrokDeployments): {count} pods Ready in {floor:.1f} s",
+    )
+    return result
+
+
+@contextlib.contextmanager
+def _cluster(nodes: int, name: str, result: Result) -> Iterator[Any]:
+    """A fresh local control plane with `nodes` kwok GPU nodes, stopped on exit."""
+    from grok_devcluster.cluster import ClusterOptions, start_cluster
+    from grok_devcluster.nodes import GpuNodeSpec
+
     started = time.perf_counter()
     cluster = start_cluster(
         ClusterOptions(
-            name=f"fleet-{os.getpid()}",
+            name=f"{name}-{os.getpid()}",
             gpu_nodes=nodes,
             node_spec=GpuNodeSpec(gpus=GPUS_PER_NODE),
             die_with_parent=True,
         )
     )
-    result = Result(NAME)
     result.note(
-        "cluster", f"{nodes} kwok nodes x {GPUS_PER_NODE} GPUs up in {time.perf_counter() - started:.0f} s"
+        f"cluster ({name})",
+        f"{nodes} kwok nodes x {GPUS_PER_NODE} GPUs up in {time.perf_counter() - started:.0f} s",
     )
     try:
-        measure(cluster.handle, options, result, count, idle_s, mode)
+        yield cluster.handle
     finally:
         cluster.stop()
-    return result

@@ -166,6 +166,7 @@ def test_fleet_benchmark_runs_at_smoke_size(tmp_path: Path) -> None:
         "idle_operator_client_lists",
         "process_rss",
         "operator_rss_growth",
+        "10_to_ready_vs_control_plane_alone",  # the floor: a second cluster, the children applied directly
     ]
 
 
