@@ -1,16 +1,19 @@
-"""Reconcile slots (slots.py): bounded, first passes served before re-passes, no slot lost to a
-cancelled waiter."""
+"""Reconcile slots (slots.py): bounded, first passes served before re-passes unless a re-pass has
+waited too long, no slot lost to a cancelled waiter."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
 from grok_operator.slots import PrioritySlots
 
 
-async def _order_of_service(slots: PrioritySlots, waiters: list[tuple[str, bool]]) -> list[str]:
+async def _order_of_service(
+    slots: PrioritySlots, waiters: list[tuple[str, bool]], before_release: Callable[[], None] = lambda: None
+) -> list[str]:
     order: list[str] = []
     release = asyncio.Event()
 
@@ -29,6 +32,7 @@ async def _order_of_service(slots: PrioritySlots, waiters: list[tuple[str, bool]
     for name, first in waiters:
         tasks.append(asyncio.create_task(waiter(name, first)))
         await asyncio.sleep(0)
+    before_release()
     release.set()
     await asyncio.gather(held, *tasks)
     return order
@@ -38,6 +42,34 @@ def test_first_passes_are_served_before_re_passes_queued_earlier() -> None:
     waiters = [("re-a", False), ("re-b", False), ("first-c", True), ("re-d", False), ("first-e", True)]
     order = asyncio.run(_order_of_service(PrioritySlots(1), waiters))
     assert order == ["first-c", "first-e", "re-a", "re-b", "re-d"]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("waited", "expected"),
+    [
+        (4.9, ["first-b", "first-c", "re-a"]),  # not yet overdue: first passes go first
+        (5.0, ["re-a", "first-b", "first-c"]),  # overdue: the re-pass goes ahead
+    ],
+)
+def test_a_re_pass_that_waited_max_re_pass_wait_goes_ahead_of_first_passes(
+    waited: float, expected: list[str]
+) -> None:
+    clock = FakeClock()
+
+    def later() -> None:
+        clock.now = waited
+
+    slots = PrioritySlots(1, max_re_pass_wait=5.0, clock=clock)
+    waiters = [("re-a", False), ("first-b", True), ("first-c", True)]
+    assert asyncio.run(_order_of_service(slots, waiters, later)) == expected
 
 
 def test_no_more_than_size_hold_at_once() -> None:
