@@ -55,9 +55,9 @@ _SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\}\s+(?P<value
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
-def grok_deployment(name: str, namespace: str, client_service: str = "ClusterIP") -> dict[str, Any]:
+def grok_deployment(name: str, namespace: str, client_service: str | None = None) -> dict[str, Any]:
     """A one-group, one-host, one-GPU GrokDeployment of the tiny preset that tolerates kwok nodes
-    (`client_service`: its `spec.serving.clientService`)."""
+    (`client_service`: its `spec.serving.clientService`; None: the API's default)."""
     from grok_operator import constants as c
 
     return {
@@ -70,7 +70,7 @@ def grok_deployment(name: str, namespace: str, client_service: str = "ClusterIP"
             "model": {"preset": "tiny", "checkpoint": {"hostPath": {"path": "/models/tiny"}}},
             "topology": {"hostsPerReplica": 1, "gpusPerHost": 1, "gpuMemory": "16Gi"},
             "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
-            "serving": {"clientService": client_service},
+            **({"serving": {"clientService": client_service}} if client_service else {}),
         },
     }
 

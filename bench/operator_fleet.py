@@ -32,6 +32,7 @@ import math
 import os
 import re
 import time
+import typing
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -52,7 +53,6 @@ from bench.report import Figure, Result
 NAME = "fleet"
 READY_LIMIT_S = 120.0
 GPUS_PER_NODE = 8
-CLIENT_SERVICE_MODES = ("ClusterIP", "Headless")
 #: Resources whose LISTs an idle operator must not cause.
 LISTED = frozenset({"grokdeployments", "statefulsets", "services", "configmaps", "pods"})
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
@@ -128,10 +128,15 @@ def sizes(options: Options) -> tuple[int, float]:
 
 
 def client_service_mode() -> str:
-    """The fleet's `spec.serving.clientService` (GROK_BENCH_CLIENT_SERVICE)."""
-    mode = os.environ.get("GROK_BENCH_CLIENT_SERVICE", "ClusterIP")
-    if mode not in CLIENT_SERVICE_MODES:
-        raise SystemExit(f"GROK_BENCH_CLIENT_SERVICE={mode!r}: use one of {', '.join(CLIENT_SERVICE_MODES)}")
+    """The fleet's `spec.serving.clientService` (GROK_BENCH_CLIENT_SERVICE; the API's default and
+    choices)."""
+    from grok_operator.api.spec import ServingSpec
+
+    field = ServingSpec.model_fields["client_service"]
+    modes = typing.get_args(field.annotation)
+    mode = os.environ.get("GROK_BENCH_CLIENT_SERVICE", str(field.default))
+    if mode not in modes:
+        raise SystemExit(f"GROK_BENCH_CLIENT_SERVICE={mode!r}: use one of {', '.join(modes)}")
     return mode
 
 
