@@ -23,6 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from bench.followed import Followed
 from bench.operator_apply import grok_deployment
 
 Obj = dict[str, Any]
@@ -51,50 +52,10 @@ def children_of(name: str, namespace: str, mode: str) -> list[Obj]:
     return objects
 
 
-class PodsReady:
-    """Ready pods of one namespace, kept by one LIST and then a WATCH (as FleetPhases does)."""
-
-    def __init__(self, core: Any, namespace: str) -> None:
-        self.core, self.namespace = core, namespace
-        self.ready: dict[str, bool] = {}
-        self.version = ""
-
-    @staticmethod
-    def _is_ready(pod: Any) -> bool:
-        conditions = (pod.status.conditions if pod.status else None) or []
-        return any(cond.type == "Ready" and cond.status == "True" for cond in conditions)
-
-    def relist(self) -> None:
-        listing = self.core.list_namespaced_pod(self.namespace)
-        self.ready = {p.metadata.name: self._is_ready(p) for p in listing.items}
-        self.version = listing.metadata.resource_version
-
-    def follow(self, seconds: float) -> None:
-        from kubernetes import watch
-        from kubernetes.client.exceptions import ApiException
-
-        stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
-            self.core.list_namespaced_pod,
-            self.namespace,
-            resource_version=self.version,
-            timeout_seconds=max(1, int(seconds)),
-            _request_timeout=seconds + 10,
-        )
-        try:
-            for event in stream:
-                if event["type"] == "ERROR":
-                    self.relist()
-                    return
-                pod = event["object"]
-                self.version = pod.metadata.resource_version
-                self.ready[pod.metadata.name] = event["type"] != "DELETED" and self._is_ready(pod)
-        except ApiException as err:
-            if err.status != 410:
-                raise
-            self.relist()
-
-    def count(self) -> int:
-        return sum(self.ready.values())
+def pod_ready(pod: Any) -> bool:
+    """Whether a Pod (the core API's typed model) has condition Ready True."""
+    conditions = (pod.status.conditions if pod.status else None) or []
+    return any(cond.type == "Ready" and cond.status == "True" for cond in conditions)
 
 
 def _apply_all(api: Any, objects: list[Obj]) -> None:
@@ -115,14 +76,14 @@ def measure_floor(handle: Any, count: int, mode: str, threads: int, timeout: flo
     namespace = f"bench-floor-{int(time.time())}"
     core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
     plans = [children_of(f"fleet-{i}", namespace, mode) for i in range(count)]
-    pods = PodsReady(core, namespace)
+    pods = Followed(core.list_namespaced_pod, namespace, value=pod_ready)
     pods.relist()
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=threads) as pool:
         applying = [pool.submit(_apply_all, api, objs) for objs in plans]
-        while pods.count() < count and time.perf_counter() - start < timeout:
+        while sum(pods.values.values()) < count and time.perf_counter() - start < timeout:
             pods.follow(1.0)
         for done in applying:
             done.result()  # an apply that failed fails the run
     api.close()
-    return time.perf_counter() - start if pods.count() >= count else None
+    return time.perf_counter() - start if sum(pods.values.values()) >= count else None

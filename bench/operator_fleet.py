@@ -39,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bench.fleet_floor import measure_floor
+from bench.followed import Followed
 from bench.operator_apply import (
     Bench,
     grok_deployment,
@@ -160,58 +161,25 @@ def create_fleet(bench: Bench, namespace: str, count: int, mode: str) -> float:
     return time.perf_counter() - start
 
 
-class FleetPhases:
-    """Each GrokDeployment's phase, kept by one LIST and then a WATCH (an event per status write,
-    where polling would re-read the whole fleet every second, on the apiserver and in this
-    process, which also runs the operator)."""
+def fleet_phases(bench: Bench, namespace: str) -> Followed[str | None]:
+    """Each GrokDeployment's `status.phase` (None before its first status), followed by a WATCH (an
+    event per status write, where polling would re-read the whole fleet every second, on the
+    apiserver and in this process, which also runs the operator)."""
+    c = bench.c
+    return Followed(
+        bench.custom.list_namespaced_custom_object,
+        c.GROUP,
+        c.VERSION,
+        namespace,
+        c.PLURAL,
+        value=lambda gd: (gd.get("status") or {}).get("phase"),
+    )
 
-    def __init__(self, bench: Bench, namespace: str) -> None:
-        self.bench, self.namespace = bench, namespace
-        self.phases: dict[str, str | None] = {}
-        self.version = ""
 
-    def relist(self) -> None:
-        b = self.bench
-        listing = b.custom.list_namespaced_custom_object(b.c.GROUP, b.c.VERSION, self.namespace, b.c.PLURAL)
-        self.phases = {
-            gd["metadata"]["name"]: (gd.get("status") or {}).get("phase")
-            for gd in listing["items"]  # type: ignore[index]
-        }
-        self.version = listing["metadata"]["resourceVersion"]  # type: ignore[index]
-
-    def follow(self, seconds: float) -> None:
-        """Apply the watch's events for up to `seconds` (re-listing when the watch expired)."""
-        from kubernetes import watch
-        from kubernetes.client.exceptions import ApiException
-
-        b = self.bench
-        stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
-            b.custom.list_namespaced_custom_object,
-            b.c.GROUP,
-            b.c.VERSION,
-            self.namespace,
-            b.c.PLURAL,
-            resource_version=self.version,
-            timeout_seconds=max(1, int(seconds)),
-            _request_timeout=seconds + 10,
-        )
-        try:
-            for event in stream:
-                obj = event["object"]
-                if event["type"] == "ERROR":
-                    self.relist()
-                    return
-                self.version = obj["metadata"]["resourceVersion"]
-                self.phases[obj["metadata"]["name"]] = (obj.get("status") or {}).get("phase")
-        except ApiException as err:
-            if err.status != 410:
-                raise
-            self.relist()
-
-    def counts(self) -> tuple[int, int]:
-        """(objects with a status, objects Ready)."""
-        values = list(self.phases.values())
-        return sum(1 for v in values if v), values.count("Ready")
+def phase_counts(fleet: Followed[str | None]) -> tuple[int, int]:
+    """(objects with a status, objects Ready)."""
+    phases = list(fleet.values.values())
+    return sum(1 for phase in phases if phase), phases.count("Ready")
 
 
 def wait_ready(
@@ -220,13 +188,13 @@ def wait_ready(
     """Seconds until `count` are Ready (None on timeout) and how many were Ready at the end; notes
     when every one first had a status (the operator's first pass done) and Ready counts over time.
     Times count from `start` (the first create)."""
-    fleet = FleetPhases(bench, namespace)
+    fleet = fleet_phases(bench, namespace)
     fleet.relist()
     ready = 0
     acted: float | None = None
     progress: list[tuple[float, int]] = []
     while time.perf_counter() - start < timeout:
-        with_status, ready = fleet.counts()
+        with_status, ready = phase_counts(fleet)
         elapsed = time.perf_counter() - start
         if acted is None and with_status >= count:
             acted = elapsed
