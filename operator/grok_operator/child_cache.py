@@ -1,13 +1,13 @@
 """GrokDeployments' children from the operator's own watches, not from LISTs on every pass.
 
-Data flow: kopf watches StatefulSets, Services, ConfigMaps, Pods and NetworkPolicies that carry
-the operator's managed-by label (one LIST, then a WATCH, per kind, label-selected by the apiserver); the index handlers in handlers.py hand each event's object to `index_entry()`, which keys
-it by (namespace, GrokDeployment name) and keeps a slim copy (no managedFields) in a kopf index.
-kopf fills every index before it starts any daemon, so the first pass after a restart already sees
-every child. Before each pass the daemon, on the event loop that owns the indexes, calls
-`ChildCache.observed()`; that copies one GrokDeployment's entries into an `Observed` the reconcile
-thread reads while the loop keeps updating the indexes (single owner: the thread never touches
-them).
+Data flow: child_watch.py LISTs and then WATCHes the StatefulSets, Services, ConfigMaps, Pods and
+NetworkPolicies that carry the operator's managed-by label (label-selected by the apiserver), and
+child_store.py files a slim copy of each (`slim()`: no managedFields, a Pod without its spec) by
+(namespace, GrokDeployment name). A GrokDeployment's first pass waits until its namespace's
+children are listed, so the first pass after a restart already sees every child. Before each pass
+the daemon, on the event loop that owns the store, calls `ChildCache.observed()`; that copies one
+GrokDeployment's entries into an `Observed` the reconcile thread reads while the loop keeps
+updating the store (single owner: the thread never touches it).
 
 Writes the watch has not delivered yet: a pass that just applied a Service would otherwise see it
 missing on the next pass (woken by the StatefulSet's event, which can overtake the Service's) and
@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,7 @@ from grok_operator.kube import Observed
 Obj = dict[str, Any]
 #: (namespace, GrokDeployment name): what a child's `LABEL_DEPLOYMENT` label points at.
 Key = tuple[str, str]
-#: The kinds the cache holds, as the index handlers name them.
+#: The kinds the cache holds, as kube.py names them.
 KINDS = ("StatefulSet", "Service", "ConfigMap", "Pod", "NetworkPolicy")
 #: How long a write is remembered at most: the watch delivers it well within this.
 RECORD_SECONDS = 30.0
@@ -60,15 +60,6 @@ def slim(body: Mapping[str, Any]) -> Obj:
     else:
         kept = {**body, "metadata": meta}
     return copy.deepcopy(kept)
-
-
-def index_entry(namespace: str | None, body: Mapping[str, Any], kind: str) -> dict[Key, Obj] | None:
-    """The index entry of one watched child of `kind`, or None when it belongs to no GrokDeployment."""
-    labels = (body.get("metadata") or {}).get("labels") or {}
-    owner = labels.get(c.LABEL_DEPLOYMENT)
-    if not namespace or not owner:
-        return None
-    return {(namespace, str(owner)): slim({**body, "kind": kind})}
 
 
 def _version(obj: Mapping[str, Any]) -> int:
@@ -151,20 +142,21 @@ class Written:
 
 
 class ChildCache:
-    """Reads the kopf indexes (on the event loop only) and the `Written` records into `Observed`."""
+    """Reads the watch-fed store (on the event loop only) and the `Written` records into `Observed`."""
 
     def __init__(self) -> None:
         self.written = Written()
 
-    def observed(self, key: Key, indexes: Mapping[str, Mapping[Key, Iterable[Obj]]]) -> Observed:
-        """One GrokDeployment's children; call on the event loop that owns `indexes` (kind -> index).
+    def observed(self, key: Key, index: Callable[[str], Mapping[Key, Mapping[str, Obj]]]) -> Observed:
+        """One GrokDeployment's children; call on the event loop that owns the store whose
+        `index(kind)` gives kind's children by GrokDeployment, then by uid.
 
-        The objects are the index's own copies, never changed after they are stored, so the
+        The objects are the store's own copies, never changed after they are stored, so the
         reconcile thread may read them while the loop replaces entries."""
 
         def merged(kind: str) -> list[Obj]:
-            store = indexes[kind].get(key)
-            return self.written.merge(key, kind, list(store) if store is not None else [])
+            held = index(kind).get(key)
+            return self.written.merge(key, kind, list(held.values()) if held is not None else [])
 
         def by_name(kind: str) -> dict[str, Obj]:
             return {o["metadata"]["name"]: o for o in merged(kind)}

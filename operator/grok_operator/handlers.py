@@ -2,8 +2,9 @@
 
 Data flow: kopf starts `run_deployment` (a daemon) for every GrokDeployment it sees, on creation
 and on operator start alike (that is the create/resume path); the daemon runs `Reconciler` passes
-in a worker thread. Watch events for the GrokDeployment itself (spec edits, `kubectl scale`) and
-for its pods and StatefulSets wake the daemon at once; without events it resyncs every
+in a worker thread. Watch events for the GrokDeployment itself (spec edits, `kubectl scale`, from
+kopf) and for its pods and StatefulSets, or a child that went (from the operator's own child
+watches, child_watch.py), wake the daemon at once; without events it resyncs every
 `resync_seconds`. One daemon per object means passes for one object never overlap.
 
 Every pass starts from the object as the watch last delivered it (kopf keeps a daemon's `body`
@@ -14,20 +15,22 @@ deletion never waits on kopf (which stops serving a kind whose CRD is going, lea
 finalizers in place); a write that finds the object or its namespace gone ends the loop too.
 Children go with their owner (garbage collector).
 
-Children are read from memory, not listed: kopf indexes (`*_index` below) keep every labelled
-StatefulSet, Service, ConfigMap, Pod and NetworkPolicy from the watches kopf runs anyway, and
-before each pass the daemon copies its object's entries out of them on the event loop
-(child_cache.py). A pass reads the API only to write, for the Secrets its spec names and a
-group's step-key Secret (each at most every 30 s once found; Secrets are never watched or listed)
-and for a Kueue Workload while a group waits for admission; it never LISTs.
+Children are read from memory, not listed: the operator's child watches keep every labelled
+StatefulSet, Service, ConfigMap, Pod and NetworkPolicy in a store on the event loop
+(child_store.py; kopf's own watches cost about 2 ms of CPU per event, see child_watch.py); a
+daemon's first pass waits until its namespace's children are listed, and before each pass the
+daemon copies its object's entries out of the store on the event loop (child_cache.py). A pass
+reads the API only to write, for the Secrets its spec names and a group's step-key Secret (each
+at most every 30 s once found; Secrets are never watched or listed) and for a Kueue Workload
+while a group waits for admission; it never LISTs.
 
-Fewer passes while a fleet comes up: every handler here is a coroutine (kopf runs plain functions
-in a thread pool, one hop per event); a burst of child events within DEBOUNCE_SECONDS makes one
-pass; the watch event of a pass's own status write wakes nobody (its resourceVersion is the one
+Fewer passes while a fleet comes up: every kopf handler here is a coroutine (kopf runs plain
+functions in a thread pool, one hop per event); a burst of child events within DEBOUNCE_SECONDS
+makes one pass; the watch event of a pass's own status write wakes nobody (its resourceVersion is the one
 the write returned); and an object's first pass, which creates its children, takes a reconcile
 slot before any re-pass (slots.py).
 
-Why a daemon and event spies rather than on.create/on.update handlers: those make kopf write its
+Why a daemon and an event handler rather than on.create/on.update handlers: those make kopf write its
 own bookkeeping on every change (the last-handled-configuration annotation, progress in status).
 With this wiring kopf's only writes are its finalizer, added once and removed on deletion, and
 the operator's writes are all hash- or diff-gated, so an idle operator writes nothing.
@@ -45,8 +48,10 @@ from typing import Any
 import kopf
 
 from grok_operator import constants as c
-from grok_operator.child_cache import ChildCache, Key, index_entry
-from grok_operator.kube import ApiError, KubeApi, Observed
+from grok_operator.child_cache import ChildCache, Key
+from grok_operator.child_store import ChildStore
+from grok_operator.child_watch import ChildWatches
+from grok_operator.kube import ApiError, KubeApi, Obj
 from grok_operator.ratelimit import CreateLimiter
 from grok_operator.reconcile import DeploymentMemory, Reconciler
 from grok_operator.refusals import ObjectGoneError
@@ -70,8 +75,8 @@ class OperatorState:
     #: Bounds group creations per object and overall; None: unbounded.
     limiter: CreateLimiter | None = None
     cache: ChildCache = field(default_factory=ChildCache)
-    #: kind -> the kopf index of that kind's children (set by the first daemon; loop-owned).
-    indexes: dict[str, Any] = field(default_factory=dict)
+    #: The children's watches cover every namespace (`--all-namespaces`), not each object's own.
+    all_namespaces: bool = False
     #: Reconcile passes finished so far (loop-owned; tests and benchmarks read it).
     passes: int = 0
     #: Passes that may run at once (the reconcile threads). A daemon takes a slot *before* it copies
@@ -83,6 +88,25 @@ class OperatorState:
     #: The CRD is being deleted (loop-owned): kopf no longer delivers its objects' events, so
     #: passes read their object afresh rather than trust the watch's last copy.
     crd_going: bool = False
+    #: The children as the watches delivered them, and the watches (loop-owned).
+    store: ChildStore = field(init=False)
+    watches: ChildWatches = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.store = ChildStore(self.child_changed)
+        self.watches = ChildWatches(self.api, self.store, all_namespaces=self.all_namespaces)
+
+    def child_changed(self, kind: str, key: Key, child: Obj, gone: bool) -> None:
+        """A child's watch event: a Pod or StatefulSet that changed, or any child that went, wakes
+        its GrokDeployment's loop; a Pod going is noted for the group restart policy."""
+        meta = child.get("metadata") or {}
+        if kind == "Pod" and (gone or meta.get("deletionTimestamp")):
+            index = str((meta.get("labels") or {}).get(c.LABEL_GROUP_INDEX, ""))
+            memory = self.memories.get(key)
+            if memory is not None and index.isdigit():
+                memory.pod_deleted(int(index), str(meta.get("uid", "")), str(meta.get("name", "")))
+        if gone or kind in ("Pod", "StatefulSet"):
+            self.wake(*key)
 
     def wake(self, namespace: str | None, name: str | None) -> None:
         if namespace and name and (event := self.wakers.get((namespace, name))) is not None:
@@ -102,46 +126,6 @@ def _now_iso() -> str:
 def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
     """Add the operator's handlers to `registry`, bound to `state`."""
     reconciler = Reconciler(state.api, limiter=state.limiter, written=state.cache.written)
-    managed = {c.LABEL_MANAGED_BY: c.MANAGED_BY}
-
-    # The watch-fed cache: kopf fills these before it starts any daemon, and keeps them current.
-    @kopf.index("apps", "v1", "statefulsets", id="statefulset_index", labels=managed, registry=registry)
-    async def statefulset_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
-        return index_entry(namespace, body, "StatefulSet")
-
-    @kopf.index("services", id="service_index", labels=managed, registry=registry)
-    async def service_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
-        return index_entry(namespace, body, "Service")
-
-    @kopf.index("configmaps", id="config_map_index", labels=managed, registry=registry)
-    async def config_map_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
-        return index_entry(namespace, body, "ConfigMap")
-
-    @kopf.index("pods", id="pod_index", labels=managed, registry=registry)
-    async def pod_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
-        return index_entry(namespace, body, "Pod")
-
-    @kopf.index(
-        "networking.k8s.io",
-        "v1",
-        "networkpolicies",
-        id="network_policy_index",
-        labels=managed,
-        registry=registry,
-    )
-    async def network_policy_index(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, Any] | None:
-        return index_entry(namespace, body, "NetworkPolicy")
-
-    def observed(key: Key, kwargs: dict[str, Any]) -> Observed:
-        if not state.indexes:
-            state.indexes.update(
-                StatefulSet=kwargs["statefulset_index"],
-                Service=kwargs["service_index"],
-                ConfigMap=kwargs["config_map_index"],
-                Pod=kwargs["pod_index"],
-                NetworkPolicy=kwargs["network_policy_index"],
-            )
-        return state.cache.observed(key, state.indexes)
 
     @kopf.daemon(
         c.GROUP, c.VERSION, c.PLURAL, registry=registry, cancellation_backoff=2.0, cancellation_timeout=5.0
@@ -152,7 +136,7 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
         name: str,
         body: kopf.Body,
         logger: kopf.Logger,
-        **kwargs: Any,
+        **_: Any,
     ) -> None:
         key = (namespace or "", name)
         uid = str(body.metadata.get("uid", ""))
@@ -161,6 +145,7 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
         failures = 0
         passed = False
         try:
+            await state.watches.synced(key[0])  # the first pass must see every child listed
             while not stopped:
                 wait = state.resync_seconds
                 try:
@@ -175,7 +160,9 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
                             logger.info(f"{key[0]}/{key[1]} is gone or being deleted: its loop ends")
                             state.memories.pop(key, None)
                             return
-                        children = observed(key, kwargs)  # on the loop, which owns the indexes
+                        children = state.cache.observed(
+                            key, state.store.index
+                        )  # on the loop, which owns the store
                         outcome = await asyncio.to_thread(
                             reconciler.reconcile,
                             snapshot,
@@ -233,22 +220,6 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
             return
         logger.warning(f"the {c.CRD_NAME} CRD is being deleted: releasing every GrokDeployment")
         await release_all(state)
-
-    @kopf.on.event("pods", labels=managed, registry=registry)
-    async def pod_changed(
-        type: str | None, namespace: str | None, labels: kopf.Labels, meta: kopf.Meta, **_: Any
-    ) -> None:
-        owner = labels.get(c.LABEL_DEPLOYMENT)
-        index = labels.get(c.LABEL_GROUP_INDEX, "")
-        if namespace and owner and index.isdigit() and (type == "DELETED" or meta.get("deletionTimestamp")):
-            memory = state.memories.get((namespace, owner))
-            if memory is not None:
-                memory.pod_deleted(int(index), str(meta.get("uid", "")), str(meta.get("name", "")))
-        state.wake(namespace, owner)
-
-    @kopf.on.event("apps", "v1", "statefulsets", labels=managed, registry=registry)
-    async def statefulset_changed(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
-        state.wake(namespace, labels.get(c.LABEL_DEPLOYMENT))
 
 
 def _snapshot(body: kopf.Body) -> dict[str, Any] | None:

@@ -1,8 +1,9 @@
 """The one module that talks to the Kubernetes API.
 
 Data flow: the running operator reads a GrokDeployment's children from its watch-fed cache
-(child_cache.py); `KubeApi.observe()` (four list calls by label, counted in `list_calls`) serves
-callers without one. The reconciler writes through `apply()` (server-side apply under the one field manager
+(child_cache.py), which `list_page()` and `watch()` fill (child_watch.py: a LIST, then WATCH
+streams, per child kind); `KubeApi.observe()` (four list calls by label, counted in `list_calls`)
+serves callers without one. The reconciler writes through `apply()` (server-side apply under the one field manager
 `grok-operator`), `delete()`, `patch_status()` and `post_event()`. Every write goes through
 `_write()`, which counts it: `writes` lets tests and benchmarks check that an idle operator
 writes nothing. The reconciler only calls a write when a rendered hash or the status differs.
@@ -14,10 +15,11 @@ models), so one path serves every kind, including server-side apply's content ty
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import threading
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +43,12 @@ _PATHS = {
     c.KIND: f"/apis/{c.API_VERSION}/namespaces/{{ns}}/{c.PLURAL}",
     "Workload": f"/apis/{c.KUEUE_API_VERSION}/namespaces/{{ns}}/workloads",
 }
+
+
+def collection_path(kind: str, namespace: str | None) -> str:
+    """The URL path of `kind`'s objects in `namespace`, or in every namespace when None."""
+    template = _PATHS[kind]
+    return template.replace("/namespaces/{ns}", "") if namespace is None else template.format(ns=namespace)
 
 
 class ApiError(Exception):
@@ -152,6 +160,28 @@ class KubeApi:
                 # A Secret's body is a key: never kept, not even for a failure message.
                 body = "(secret data)" if kind == "Secret" else json.dumps(kwargs.get("body"))[:800]
                 self.recent_writes.append(f"{verb} {kind} {path}: {body}")
+
+    # ---- the cache's LIST and WATCH (child_watch.py) -----------------------------------------
+    def list_page(self, path: str, query: Mapping[str, str]) -> Obj:
+        """One page of a LIST for the watch-fed cache (not counted in `list_calls`, which counts
+        the LISTs of passes)."""
+        return self._request("GET", path, query=query)
+
+    def watch(self, path: str, query: Mapping[str, str], read_timeout: float) -> EventStream:
+        """Open a WATCH (`query` carries `watch=true` and its resourceVersion)."""
+        serialized = self._client.param_serialize(
+            method="GET",
+            resource_path=f"{path}?{urlencode(dict(query))}",
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        response = self._client.call_api(*serialized[:4], _request_timeout=(10, read_timeout))
+        if response.status != 200:
+            response.read()  # type: ignore[no-untyped-call]
+            raise ApiError(
+                "WATCH", path, response.status, bytes(response.data or b"").decode(errors="replace")
+            )
+        return EventStream(response.response)
 
     # ---- reads -------------------------------------------------------------------------------
     def list(self, kind: str, namespace: str, label_selector: str) -> list[Obj]:
@@ -314,3 +344,33 @@ class KubeApi:
             "count": 1,
         }
         self._write("create", "Event", "POST", _PATHS["Event"].format(ns=meta["namespace"]), body=event)
+
+
+class EventStream:
+    """The events of one WATCH response, decoded as they arrive; `interrupt()` (from any thread)
+    ends the iteration, `close()` (from the reading thread) releases the connection.
+
+    The kubernetes client's own `watch.Watch` is not used: it turns every event into the API's
+    typed models (the per-event cost the child watches exist to avoid), and with
+    `deserialize=False` it no longer tracks the resourceVersion to resume from."""
+
+    def __init__(self, response: Any) -> None:
+        self._response = response
+
+    def __iter__(self) -> Iterator[Obj]:
+        pending = b""
+        for chunk in self._response.stream(amt=None, decode_content=False):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    yield json.loads(line)
+
+    def interrupt(self) -> None:
+        """Shut the socket for reading: a read blocked in another thread returns (urllib3's
+        `shutdown`; closing the response from another thread would wait for that read)."""
+        with contextlib.suppress(OSError, ValueError, RuntimeError):  # already closed or released
+            self._response.shutdown()
+
+    def close(self) -> None:
+        self._response.close()

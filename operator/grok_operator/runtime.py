@@ -27,14 +27,6 @@ from grok_operator.slots import PrioritySlots
 #: Seconds after its last keep-alive that a peer counts as dead: a standby takes over this long after
 #: the active operator stops (kopf's default is 60; each replica then writes its keep-alive every 5-10 s).
 PEERING_LIFETIME_SECONDS = 15
-#: The children's kinds the operator watches (kopf's selector syntax: plural, or group and plural).
-CHILD_RESOURCES: tuple[str | tuple[str, str], ...] = (
-    "pods",
-    "services",
-    "configmaps",
-    ("apps", "statefulsets"),
-    ("networking.k8s.io", "networkpolicies"),
-)
 
 
 @dataclass(frozen=True)
@@ -102,6 +94,7 @@ def build(config: OperatorConfig) -> tuple[kopf.OperatorRegistry, kopf.OperatorS
     configuration.connection_pool_maxsize = max(config.workers, 4)
     state = OperatorState(
         api=KubeApi(configuration),
+        all_namespaces=config.all_namespaces,
         resync_seconds=config.resync_seconds,
         limiter=CreateLimiter(config.create_limits),
         slots=PrioritySlots(config.workers),
@@ -125,11 +118,6 @@ def build(config: OperatorConfig) -> tuple[kopf.OperatorRegistry, kopf.OperatorS
         settings.peering.priority = config.priority
         settings.peering.lifetime = config.peering_lifetime
     settings.watching.server_timeout = 300
-    # The apiserver filters the children's watches (kopf's `labels=` filters only on arrival): a
-    # cluster's other pods and services never reach this process.
-    managed = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
-    for resource in CHILD_RESOURCES:
-        settings.watching.label_selectors[resource] = managed
     settings.networking.request_timeout = 60
     for dotted, value in config.extra_settings.items():
         section, attr = dotted.split(".", 1)
@@ -165,6 +153,7 @@ async def serve(
             ready_flag=ready_flag,
         )
     finally:
+        state.watches.stop()
         state.api.close()
 
 
@@ -214,8 +203,8 @@ class OperatorThread:
 
 
 class QuietWakeups(logging.Filter):
-    """Drop kopf's per-event "Handler ... succeeded." lines for the wake-up spies (one per pod
-    event: noise at INFO); failures and everything else still pass."""
+    """Drop kopf's per-event "Handler ... succeeded." lines for the wake-up handlers (one per
+    GrokDeployment event: noise at INFO); failures and everything else still pass."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

@@ -1,7 +1,7 @@
 """The watch-fed child cache (child_cache.py) and the memory's thread ownership (reconcile.py).
 
-The cache is an index kopf fills from its watches plus the writes the watch has not delivered yet;
-these tests drive it like kopf and the reconcile thread do. The concurrency test runs reconcile
+The cache is the store the operator's watches fill (child_store.py) plus the writes the watch has
+not delivered yet; these tests drive it like the event loop and the reconcile thread do. The concurrency test runs reconcile
 passes in threads while other threads storm the memory and the cache with watch events, as the
 event loop does, and checks that nothing raises and no event is lost.
 """
@@ -15,7 +15,7 @@ from typing import Any
 from test_operator_reconcile import NAME, NS, MemoryApi, body
 
 from grok_operator import constants as c
-from grok_operator.child_cache import RECORD_SECONDS, ChildCache, Key, Written, index_entry, slim
+from grok_operator.child_cache import RECORD_SECONDS, ChildCache, Key, Written, slim
 from grok_operator.kube import Observed
 from grok_operator.observe import pod_facts
 from grok_operator.reconcile import DeploymentMemory, Reconciler
@@ -37,15 +37,6 @@ def child(kind: str, name: str, version: int, uid: str = "") -> dict[str, Any]:
     }
 
 
-def test_index_entries_are_keyed_by_owner_and_drop_managed_fields() -> None:
-    entry = index_entry(NS, child("Service", "chat", 5), "Service")
-    assert entry is not None
-    assert list(entry) == [KEY]
-    assert "managedFields" not in entry[KEY]["metadata"]
-    assert index_entry(NS, {"metadata": {"name": "other", "labels": {}}}, "Service") is None
-    assert index_entry(None, child("Service", "chat", 5), "Service") is None
-
-
 def test_a_pod_entry_keeps_what_a_pass_reads_of_it_and_no_more() -> None:
     pod = child("Pod", "chat-g0-0", 3)
     pod["spec"] = {
@@ -54,9 +45,7 @@ def test_a_pod_entry_keeps_what_a_pass_reads_of_it_and_no_more() -> None:
         "nodeName": "gpu-0",
     }
     pod["status"] = {"phase": "Running", "containerStatuses": [{"name": "worker", "restartCount": 2}]}
-    entry = index_entry(NS, {k: v for k, v in pod.items() if k != "kind"}, "Pod")
-    assert entry is not None
-    kept = entry[KEY]
+    kept = slim(pod)
     assert kept["spec"] == {"schedulingGates": [{"name": c.KUEUE_ADMISSION_GATE}], "nodeName": "gpu-0"}
     assert kept["status"] == pod["status"]
     assert kept["status"] is not pod["status"]
@@ -108,24 +97,28 @@ def test_records_expire_so_a_missed_event_cannot_pin_a_stale_view() -> None:
     assert written.merge(KEY, "Service", [service], now=later) == [service]
 
 
-def test_the_cache_builds_observed_children_from_the_indexes() -> None:
+def _by_uid(*objs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["uid"]: o for o in objs}
+
+
+def test_the_cache_builds_observed_children_from_the_store() -> None:
     cache = ChildCache()
-    pods = [child("Pod", "chat-g0-0", 1), child("Pod", "chat-g0-1", 2)]
-    indexes = {
-        "StatefulSet": {KEY: [child("StatefulSet", "chat-g0", 1)]},
-        "Service": {KEY: [child("Service", "chat", 1), child("Service", "chat-g0", 1)]},
+    pods = _by_uid(child("Pod", "chat-g0-0", 1), child("Pod", "chat-g0-1", 2))
+    held = {
+        "StatefulSet": {KEY: _by_uid(child("StatefulSet", "chat-g0", 1))},
+        "Service": {KEY: _by_uid(child("Service", "chat", 1), child("Service", "chat-g0", 1))},
         "ConfigMap": {},
         "Pod": {KEY: pods},
-        "NetworkPolicy": {KEY: [child("NetworkPolicy", "chat-g0", 4)]},
+        "NetworkPolicy": {KEY: _by_uid(child("NetworkPolicy", "chat-g0", 4))},
     }
     cache.written.applied(child("ConfigMap", "chat", 7))
-    observed = cache.observed(KEY, indexes)
+    observed = cache.observed(KEY, held.__getitem__)
     assert sorted(observed.services) == ["chat", "chat-g0"]
     assert list(observed.statefulsets) == ["chat-g0"]
     assert list(observed.config_maps) == ["chat"]
     assert [p["metadata"]["name"] for p in observed.pods] == ["chat-g0-0", "chat-g0-1"]
     assert list(observed.network_policies) == ["chat-g0"]
-    assert cache.observed(("other", "x"), indexes) == Observed()
+    assert cache.observed(("other", "x"), held.__getitem__) == Observed()
 
 
 def test_a_pass_fed_by_the_cache_makes_no_list_call_and_records_its_writes() -> None:
