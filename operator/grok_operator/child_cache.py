@@ -43,10 +43,11 @@ RECORD_SECONDS = 30.0
 POD_SPEC_KEPT = ("schedulingGates", "nodeName")
 
 
-def slim(body: Mapping[str, Any]) -> Obj:
-    """A private deep copy of what a pass reads of a watched object: without managedFields (the
-    bulk of most objects), and for a Pod only its metadata, status and POD_SPEC_KEPT. Copied
-    after the cut, so the parts dropped are never copied."""
+def slim(body: Mapping[str, Any], *, private: bool = False) -> Obj:
+    """What a pass reads of a watched object: without managedFields (the bulk of most objects),
+    and for a Pod only its metadata, status and POD_SPEC_KEPT. A deep copy, made after the cut so
+    the parts dropped are never copied, unless `private`: the caller holds the only reference to
+    `body` (an object decoded for this one event) and gives it up."""
     meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
     if body.get("kind") == "Pod":
         spec = body.get("spec") or {}
@@ -59,7 +60,7 @@ def slim(body: Mapping[str, Any]) -> Obj:
         }
     else:
         kept = {**body, "metadata": meta}
-    return copy.deepcopy(kept)
+    return kept if private else copy.deepcopy(kept)
 
 
 def _version(obj: Mapping[str, Any]) -> int:

@@ -54,7 +54,8 @@ class ChildStore:
         return self._children[kind]
 
     def changed(self, kind: str, event_type: str, body: Mapping[str, Any]) -> None:
-        """One watch event (ADDED, MODIFIED or DELETED) of a child of `kind`."""
+        """One watch event (ADDED, MODIFIED or DELETED) of a child of `kind`; `body` is handed
+        over (decoded for this event or list alone, nothing else holds it) and kept in part."""
         uid = _uid(body)
         key = owner_key(body)
         before = self._filed.get((kind, uid))
@@ -62,14 +63,15 @@ class ChildStore:
             self._drop(kind, before, uid, body)
         if key is None or event_type == "DELETED":
             return
-        obj = slim({**body, "kind": kind})
+        obj = slim({**body, "kind": kind}, private=True)  # decoded for this event alone
         self._children[kind].setdefault(key, {})[uid] = obj
         self._filed[(kind, uid)] = key
         self._on_change(kind, key, obj, False)
 
     def listed(self, kind: str, namespace: str | None, bodies: list[Obj]) -> None:
-        """A LIST of `kind` in `namespace` (None: every namespace): it replaces what the store held
-        there; what it lacks is gone. Entries the list shows unchanged wake nobody."""
+        """A LIST of `kind` in `namespace` (None: every namespace), its objects handed over: it
+        replaces what the store held there; what it lacks is gone. Entries the list shows
+        unchanged wake nobody."""
         listed: set[str] = set()
         for body in bodies:
             uid = _uid(body)

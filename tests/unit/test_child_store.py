@@ -80,3 +80,13 @@ def test_a_list_replaces_its_namespace_and_reports_only_what_changed() -> None:
     store.listed("StatefulSet", None, [_child("a-0", "a", version="9")])
     assert list(store.index("StatefulSet")) == [("ns", "a")]
     assert sorted((key[1], gone) for _, key, _, gone in changes) == [("a", False), ("c", True), ("o", True)]
+
+
+def test_the_store_keeps_a_handed_over_event_object_without_copying_it() -> None:
+    store, _ = _store()
+    body = _child("a-0", "a")
+    body["status"] = {"readyReplicas": 1}
+    store.changed("StatefulSet", "ADDED", body)
+    held = store.index("StatefulSet")[("ns", "a")]["uid-a-0"]
+    assert held["status"] is body["status"]  # decoded for this event alone: slimmed, not copied
+    assert "managedFields" not in held["metadata"]
