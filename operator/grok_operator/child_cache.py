@@ -63,6 +63,14 @@ def slim(body: Mapping[str, Any], *, private: bool = False) -> Obj:
     return kept if private else copy.deepcopy(kept)
 
 
+def owner_key(obj: Mapping[str, Any]) -> Key | None:
+    """The GrokDeployment a child belongs to, by its labels; None when it names none."""
+    meta = obj.get("metadata") or {}
+    owner = (meta.get("labels") or {}).get(c.LABEL_DEPLOYMENT)
+    namespace = meta.get("namespace")
+    return (str(namespace), str(owner)) if namespace and owner else None
+
+
 def _version(obj: Mapping[str, Any]) -> int:
     raw = str((obj.get("metadata") or {}).get("resourceVersion") or "")
     return int(raw) if raw.isdigit() else -1
@@ -89,8 +97,8 @@ class Written:
 
     def applied(self, obj: Mapping[str, Any], now: float | None = None) -> None:
         meta = obj.get("metadata") or {}
-        key = (str(meta.get("namespace", "")), str((meta.get("labels") or {}).get(c.LABEL_DEPLOYMENT, "")))
-        if not all(key):
+        key = owner_key(obj)
+        if key is None:
             return
         with self._lock:
             record = self._records.setdefault(key, _Record())

@@ -17,20 +17,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from grok_operator import constants as c
-from grok_operator.child_cache import KINDS, Key, slim
+from grok_operator.child_cache import KINDS, Key, owner_key, slim
 
 Obj = dict[str, Any]
 #: (kind, GrokDeployment key, the child, whether it is gone).
 OnChange = Callable[[str, Key, Obj, bool], None]
-
-
-def owner_key(obj: Mapping[str, Any]) -> Key | None:
-    """The GrokDeployment a child belongs to, by its labels; None when it names none."""
-    meta = obj.get("metadata") or {}
-    owner = (meta.get("labels") or {}).get(c.LABEL_DEPLOYMENT)
-    namespace = meta.get("namespace")
-    return (str(namespace), str(owner)) if namespace and owner else None
 
 
 def _uid(obj: Mapping[str, Any]) -> str:
