@@ -175,7 +175,7 @@ def install_crd(handle: Any) -> None:
 
     crd = Path(__file__).resolve().parents[1] / "charts" / "grok-operator" / "crds" / f"{c.CRD_NAME}.yaml"
     handle.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
-    handle.kubectl("wait", "--for=condition=Established", f"crd/{c.CRD_NAME}", "--timeout=60s")
+    handle.wait_crds_established([c.CRD_NAME])
 
 
 def operator_writes(operator: Any) -> Counter[str]:

@@ -47,6 +47,11 @@ def node_ready(node: Any) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
 
+def _established(crd: Any) -> bool:
+    conditions = (crd.status.conditions if crd.status else None) or []
+    return any(cond.type == "Established" and cond.status == "True" for cond in conditions)
+
+
 class ClusterHandle:
     """Kubeconfig, server URL, pinned kubectl/helm, and helpers for one cluster."""
 
@@ -181,6 +186,26 @@ class ClusterHandle:
                     "managing nodes annotated kwok.x-k8s.io/node=fake? See its log in the run folder."
                 )
             time.sleep(0.2)
+
+    def wait_crds_established(self, names: Sequence[str], timeout_s: float = 60.0) -> None:
+        """Block until every named CustomResourceDefinition is Established; TimeoutError names the
+        ones that are not. (Not `kubectl wait --for=condition=Established`: it fails at once, with
+        an accessor error, while a just-created CRD has no status.conditions yet.)"""
+        if self._own_client is None:
+            self._own_client = self.api_client()
+        extensions = k8s.ApiextensionsV1Api(self._own_client)
+        deadline = time.monotonic() + timeout_s
+        pending = set(names)
+        while True:
+            pending = {n for n in pending if not _established(extensions.read_custom_resource_definition(n))}
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"CRDs {sorted(pending)} not Established after {timeout_s:.0f}s: "
+                    "see the kube-apiserver log in the run folder"
+                )
+            time.sleep(0.1)
 
     def _core(self) -> k8s.CoreV1Api:
         if self._own_client is None:

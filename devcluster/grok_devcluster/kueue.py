@@ -258,8 +258,7 @@ def _apply(handle: ClusterHandle, documents: Iterable[Obj]) -> None:
 
 def install_crds(handle: ClusterHandle, crds: list[Obj], timeout_s: float) -> None:
     _apply(handle, crds)
-    names = [f"crd/{crd['metadata']['name']}" for crd in crds]
-    handle.kubectl("wait", "--for=condition=Established", f"--timeout={int(timeout_s)}s", *names)
+    handle.wait_crds_established([crd["metadata"]["name"] for crd in crds], timeout_s=timeout_s)
 
 
 def start_kueue(

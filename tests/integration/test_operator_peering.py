@@ -85,9 +85,7 @@ def replicas(cluster: Any, namespace: str, tmp_path: Path) -> Iterator[tuple[dic
     assert deployment["spec"]["replicas"] == 2
     for crd in (d for d in docs if d["kind"] == "CustomResourceDefinition"):
         cluster.kubectl("apply", "-f", "-", input=json.dumps(crd))
-        cluster.kubectl(
-            "wait", "--for=condition=Established", f"crd/{crd['metadata']['name']}", "--timeout=60s"
-        )
+        cluster.wait_crds_established([crd["metadata"]["name"]])
     peering = next(d for d in docs if d["kind"] == "KopfPeering")
     wait_for(
         "the KopfPeering kind to be served",

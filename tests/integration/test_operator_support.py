@@ -141,14 +141,7 @@ class Kube:
 
 def install_crd(cluster: Any) -> None:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
-
-    def established() -> bool:
-        # Not `kubectl wait`: it errors out while a fresh CRD has no status.conditions yet.
-        crd = json.loads(cluster.kubectl("get", "crd", c.CRD_NAME, "-o", "json").stdout)
-        conditions = crd.get("status", {}).get("conditions") or []
-        return any(cond["type"] == "Established" and cond["status"] == "True" for cond in conditions)
-
-    wait_for(f"CRD {c.CRD_NAME} to be established", established, 60)
+    cluster.wait_crds_established([c.CRD_NAME])
 
     def discoverable() -> bool:
         # kopf resolves resources through discovery once at start-up (then only on CRD events):
