@@ -52,10 +52,10 @@ def children_of(name: str, namespace: str, mode: str) -> list[Obj]:
     return objects
 
 
-def pod_ready(pod: Any) -> bool:
-    """Whether a Pod (the core API's typed model) has condition Ready True."""
-    conditions = (pod.status.conditions if pod.status else None) or []
-    return any(cond.type == "Ready" and cond.status == "True" for cond in conditions)
+def pod_ready(pod: Obj) -> bool:
+    """Whether a Pod (the API's JSON) has condition Ready True."""
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(cond.get("type") == "Ready" and cond.get("status") == "True" for cond in conditions)
 
 
 def _apply_all(api: Any, objects: list[Obj]) -> None:
@@ -76,7 +76,7 @@ def measure_floor(handle: Any, count: int, mode: str, threads: int, timeout: flo
     namespace = f"bench-floor-{int(time.time())}"
     core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
     plans = [children_of(f"fleet-{i}", namespace, mode) for i in range(count)]
-    pods = Followed(core.list_namespaced_pod, namespace, value=pod_ready)
+    pods = Followed(api, "Pod", namespace, value=pod_ready)
     pods.relist()
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=threads) as pool:

@@ -161,19 +161,13 @@ def create_fleet(bench: Bench, namespace: str, count: int, mode: str) -> float:
     return time.perf_counter() - start
 
 
-def fleet_phases(bench: Bench, namespace: str) -> Followed[str | None]:
+def fleet_phases(api: Any, namespace: str) -> Followed[str | None]:
     """Each GrokDeployment's `status.phase` (None before its first status), followed by a WATCH (an
     event per status write, where polling would re-read the whole fleet every second, on the
-    apiserver and in this process, which also runs the operator)."""
-    c = bench.c
-    return Followed(
-        bench.custom.list_namespaced_custom_object,
-        c.GROUP,
-        c.VERSION,
-        namespace,
-        c.PLURAL,
-        value=lambda gd: (gd.get("status") or {}).get("phase"),
-    )
+    apiserver and in this process, which also runs the operator); `api`: a KubeApi."""
+    from grok_operator import constants as c
+
+    return Followed(api, c.KIND, namespace, value=lambda gd: (gd.get("status") or {}).get("phase"))
 
 
 def phase_counts(fleet: Followed[str | None]) -> tuple[int, int]:
@@ -188,7 +182,18 @@ def wait_ready(
     """Seconds until `count` are Ready (None on timeout) and how many were Ready at the end; notes
     when every one first had a status (the operator's first pass done) and Ready counts over time.
     Times count from `start` (the first create)."""
-    fleet = fleet_phases(bench, namespace)
+    from grok_operator.kube import KubeApi, load_configuration
+
+    api = KubeApi(load_configuration(bench.handle.kubeconfig))
+    try:
+        return _follow_to_ready(fleet_phases(api, namespace), count, timeout, result, start)
+    finally:
+        api.close()
+
+
+def _follow_to_ready(
+    fleet: Followed[str | None], count: int, timeout: float, result: Result, start: float
+) -> tuple[float | None, int]:
     fleet.relist()
     ready = 0
     acted: float | None = None
