@@ -4,7 +4,8 @@ Starts the local control plane with enough kwok GPU nodes (8 GPUs each; 130 for 
 runs the real operator in-process (`grok_operator.runtime.OperatorThread`, default settings), and
 measures:
 - N one-GPU GrokDeployments to Ready: create them all at once (8 client threads) and time until
-  every one reports phase Ready; reported ÷ the limit of 120 s (goal <= 1).
+  every one reports phase Ready; reported ÷ the limit of 120 s (goal <= 1). A note gives each
+  object's own time from its creation to its Ready condition (p50, p99, max) beside it.
 - An idle window (GROK_BENCH_IDLE_S seconds, default 300): write requests on the operator's kinds
   (the kube-apiserver's own `apiserver_request_total`, plus the Events the operator's client
   posted; goal 0) and LIST requests on the children's kinds (StatefulSets, Services, ConfigMaps,
@@ -36,11 +37,13 @@ import typing
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from bench.fleet_floor import measure_floor
 from bench.followed import Followed
 from bench.operator_apply import (
+    CREATE_THREADS,
     Bench,
     grok_deployment,
     install_crd,
@@ -50,6 +53,7 @@ from bench.operator_apply import (
 )
 from bench.options import Options
 from bench.report import Figure, Result
+from bench.timing import percentile
 
 NAME = "fleet"
 READY_LIMIT_S = 120.0
@@ -156,24 +160,59 @@ def _suffix(mode: str) -> str:
 
 def create_fleet(bench: Bench, namespace: str, count: int, mode: str) -> float:
     start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=8) as pool:
+    with ThreadPoolExecutor(max_workers=CREATE_THREADS) as pool:
         list(pool.map(lambda i: bench.create(grok_deployment(f"fleet-{i}", namespace, mode)), range(count)))
     return time.perf_counter() - start
 
 
-def fleet_phases(api: Any, namespace: str) -> Followed[str | None]:
-    """Each GrokDeployment's `status.phase` (None before its first status), followed by a WATCH (an
-    event per status write, where polling would re-read the whole fleet every second, on the
-    apiserver and in this process, which also runs the operator); `api`: a KubeApi."""
+class Seen(NamedTuple):
+    """One GrokDeployment as the bench follows it."""
+
+    #: `status.phase`; None before the operator's first status.
+    phase: str | None
+    #: Seconds from its creationTimestamp to its Ready condition turning True (None: not Ready);
+    #: both are API timestamps, in whole seconds.
+    creation_to_ready: float | None
+
+
+def seen(gd: dict[str, Any]) -> Seen:
+    status = gd.get("status") or {}
+    ready: dict[str, Any] = next(
+        (cond for cond in status.get("conditions") or [] if cond.get("type") == "Ready"), {}
+    )
+    if ready.get("status") != "True":
+        return Seen(status.get("phase"), None)
+    created = datetime.fromisoformat(gd["metadata"]["creationTimestamp"])
+    return Seen(
+        status.get("phase"), (datetime.fromisoformat(ready["lastTransitionTime"]) - created).total_seconds()
+    )
+
+
+def fleet_phases(api: Any, namespace: str) -> Followed[Seen]:
+    """Each GrokDeployment's phase and creation-to-Ready time, followed by a WATCH (an event per
+    status write, where polling would re-read the whole fleet every second, on the apiserver and
+    in this process, which also runs the operator); `api`: a KubeApi."""
     from grok_operator import constants as c
 
-    return Followed(api, c.KIND, namespace, value=lambda gd: (gd.get("status") or {}).get("phase"))
+    return Followed(api, c.KIND, namespace, value=seen)
 
 
-def phase_counts(fleet: Followed[str | None]) -> tuple[int, int]:
+def phase_counts(fleet: Followed[Seen]) -> tuple[int, int]:
     """(objects with a status, objects Ready)."""
-    phases = list(fleet.values.values())
+    phases = [s.phase for s in fleet.values.values()]
     return sum(1 for phase in phases if phase), phases.count("Ready")
+
+
+def per_object(fleet: Followed[Seen]) -> str:
+    """Each object's own creation-to-Ready time (what Kubernetes' startup-latency SLOs measure),
+    where the figure counts from the first create to the last Ready."""
+    times = [s.creation_to_ready for s in fleet.values.values() if s.creation_to_ready is not None]
+    if not times:
+        return "none Ready"
+    return (
+        f"p50 {percentile(times, 50):.0f} s, p99 {percentile(times, 99):.0f} s, max {max(times):.0f} s "
+        f"over {len(times)} objects (API timestamps, whole seconds)"
+    )
 
 
 def wait_ready(
@@ -182,18 +221,7 @@ def wait_ready(
     """Seconds until `count` are Ready (None on timeout) and how many were Ready at the end; notes
     when every one first had a status (the operator's first pass done) and Ready counts over time.
     Times count from `start` (the first create)."""
-    from grok_operator.kube import KubeApi, load_configuration
-
-    api = KubeApi(load_configuration(bench.handle.kubeconfig))
-    try:
-        return _follow_to_ready(fleet_phases(api, namespace), count, timeout, result, start)
-    finally:
-        api.close()
-
-
-def _follow_to_ready(
-    fleet: Followed[str | None], count: int, timeout: float, result: Result, start: float
-) -> tuple[float | None, int]:
+    fleet = fleet_phases(bench.api, namespace)
     fleet.relist()
     ready = 0
     acted: float | None = None
@@ -212,6 +240,7 @@ def _follow_to_ready(
     else:
         return None, ready
     result.note("ready over time", ", ".join(f"{t:.0f} s: {n}" for t, n in progress))
+    result.note("creation to Ready, per object", per_object(fleet))
     return time.perf_counter() - start, ready
 
 
@@ -292,7 +321,7 @@ def measure(
         result.add(Figure(NAME, figure, to_ready, "s", baseline=READY_LIMIT_S, goal="<=1"))
         result.note(
             "fleet",
-            f"{count} created in {created:.1f} s (8 client threads, client Services {mode}); "
+            f"{count} created in {created:.1f} s ({CREATE_THREADS} client threads, client Services {mode}); "
             f"all Ready {to_ready:.1f} s after the first create",
         )
         time.sleep(5.0)  # the last status writes land
@@ -303,6 +332,7 @@ def measure(
         return to_ready
     finally:
         operator.stop()
+        bench.close()
 
 
 def run(options: Options) -> Result:

@@ -92,3 +92,23 @@ def test_an_expired_version_relists_whether_refused_or_reported_as_an_error_even
     followed.follow(1.0)
     assert followed.values == {"a": True, "b": True}
     assert followed.version == "50"  # the fake version of the API's fifth request, the third LIST
+
+
+def test_the_fleet_reads_each_objects_creation_to_ready_from_its_timestamps() -> None:
+    from bench.operator_fleet import Seen, seen
+
+    def gd(ready: str | None) -> Obj:
+        conditions = [{"type": "Progressing", "status": "True", "lastTransitionTime": "2026-12-02T07:00:03Z"}]
+        if ready:
+            conditions.append(
+                {"type": "Ready", "status": ready, "lastTransitionTime": "2026-12-02T07:01:41Z"}
+            )
+        return {
+            "metadata": {"creationTimestamp": "2026-12-02T07:00:01Z"},
+            "status": {"phase": "Ready" if ready == "True" else "Progressing", "conditions": conditions},
+        }
+
+    assert seen(gd("True")) == Seen("Ready", 100.0)
+    assert seen(gd("False")) == Seen("Progressing", None)
+    assert seen(gd(None)) == Seen("Progressing", None)
+    assert seen({"metadata": {"creationTimestamp": "2026-12-02T07:00:01Z"}}) == Seen(None, None)
