@@ -38,6 +38,11 @@ BENCHMARKS: dict[str, Entry] = {
         False,
         "13 1,000 GrokDeployments to Ready ÷ 120 s; idle writes and LISTs; operator RSS",
     ),
+    "apiserver_writes": Entry(
+        "bench.apiserver_writes",
+        False,
+        "14 apiserver CPU per GrokDeployment create, finalizer and status write ÷ a ConfigMap create",
+    ),
     "collectives": Entry(
         "bench.collectives",
         False,

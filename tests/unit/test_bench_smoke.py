@@ -170,6 +170,22 @@ def test_fleet_benchmark_runs_at_smoke_size(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_apiserver_writes_benchmark_runs_at_smoke_size(tmp_path: Path) -> None:
+    costs = {str(f["figure"]): f for f in run_bench(["apiserver_writes"], tmp_path)}
+    assert list(costs) == [
+        "configmap_create_cpu",
+        "grokdeployment_create_cpu",
+        "grokdeployment_finalizer_patch_cpu",
+        "grokdeployment_status_patch_cpu",
+        "grokdeployment_status_patch_again_cpu",
+        "configmap_merge_patch_cpu",
+    ]
+    baseline = costs["configmap_create_cpu"]["value"]
+    assert all(f["baseline"] == baseline for name, f in costs.items() if name.startswith("grok"))
+
+
 # ---- the shared report format (fast) -------------------------------------------------------------
 
 
