@@ -11,7 +11,7 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kubernetes import client as k8s
@@ -41,15 +41,30 @@ def _run(
     return result
 
 
+def _condition_true(obj: Any, kind: str) -> bool:
+    """Whether a typed API object (a V1Node, a V1CustomResourceDefinition) reports condition
+    `kind`=True."""
+    conditions = (obj.status.conditions if obj.status else None) or []
+    return any(c.type == kind and c.status == "True" for c in conditions)
+
+
 def node_ready(node: Any) -> bool:
     """Whether a V1Node reports condition Ready=True."""
-    conditions = (node.status.conditions if node.status else None) or []
-    return any(c.type == "Ready" and c.status == "True" for c in conditions)
+    return _condition_true(node, "Ready")
 
 
-def _established(crd: Any) -> bool:
-    conditions = (crd.status.conditions if crd.status else None) or []
-    return any(cond.type == "Established" and cond.status == "True" for cond in conditions)
+def _wait_for_all(
+    names: Sequence[str], done: Callable[[set[str]], set[str]], timeout_s: float, interval_s: float
+) -> set[str]:
+    """Poll `done(pending)` (the names now done) until every name is; returns those still pending
+    at `timeout_s` (empty when all were done)."""
+    deadline = time.monotonic() + timeout_s
+    pending = set(names)
+    while True:
+        pending -= done(pending)
+        if not pending or time.monotonic() > deadline:
+            return pending
+        time.sleep(interval_s)
 
 
 class ClusterHandle:
@@ -171,46 +186,46 @@ class ClusterHandle:
     def wait_nodes_ready(self, names: Sequence[str], timeout_s: float = 60.0) -> None:
         """Block until every named node is Ready; TimeoutError lists the ones that are not."""
         core = self._core()
-        deadline = time.monotonic() + timeout_s
-        pending = set(names)
-        while True:
-            ready = {
-                node.metadata.name for node in core.list_node().items if node.metadata and node_ready(node)
+
+        def ready(_: set[str]) -> set[str]:
+            return {
+                str(node.metadata.name)
+                for node in core.list_node().items
+                if node.metadata and node_ready(node)
             }
-            pending -= ready
-            if not pending:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"nodes {sorted(pending)} not Ready after {timeout_s:.0f}s; is kwok running and "
-                    "managing nodes annotated kwok.x-k8s.io/node=fake? See its log in the run folder."
-                )
-            time.sleep(0.2)
+
+        pending = _wait_for_all(names, ready, timeout_s, interval_s=0.2)
+        if pending:
+            raise TimeoutError(
+                f"nodes {sorted(pending)} not Ready after {timeout_s:.0f}s; is kwok running and "
+                "managing nodes annotated kwok.x-k8s.io/node=fake? See its log in the run folder."
+            )
 
     def wait_crds_established(self, names: Sequence[str], timeout_s: float = 60.0) -> None:
         """Block until every named CustomResourceDefinition is Established; TimeoutError names the
         ones that are not. (Not `kubectl wait --for=condition=Established`: it fails at once, with
         an accessor error, while a just-created CRD has no status.conditions yet.)"""
+        extensions = k8s.ApiextensionsV1Api(self._client())
+
+        def established(pending: set[str]) -> set[str]:
+            read = extensions.read_custom_resource_definition
+            return {name for name in pending if _condition_true(read(name), "Established")}
+
+        pending = _wait_for_all(names, established, timeout_s, interval_s=0.1)
+        if pending:
+            raise TimeoutError(
+                f"CRDs {sorted(pending)} not Established after {timeout_s:.0f}s: "
+                "see the kube-apiserver log in the run folder"
+            )
+
+    def _client(self) -> k8s.ApiClient:
+        """This handle's own ApiClient, made on first use and closed by `close()`."""
         if self._own_client is None:
             self._own_client = self.api_client()
-        extensions = k8s.ApiextensionsV1Api(self._own_client)
-        deadline = time.monotonic() + timeout_s
-        pending = set(names)
-        while True:
-            pending = {n for n in pending if not _established(extensions.read_custom_resource_definition(n))}
-            if not pending:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"CRDs {sorted(pending)} not Established after {timeout_s:.0f}s: "
-                    "see the kube-apiserver log in the run folder"
-                )
-            time.sleep(0.1)
+        return self._own_client
 
     def _core(self) -> k8s.CoreV1Api:
-        if self._own_client is None:
-            self._own_client = self.api_client()
-        return k8s.CoreV1Api(self._own_client)
+        return k8s.CoreV1Api(self._client())
 
     def close(self) -> None:
         """Close every ApiClient handed out (their connection pools)."""
