@@ -34,10 +34,13 @@ Obj = dict[str, Any]
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of process `pid`, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """utime + stime of process `pid`, in seconds; the process must be running."""
+    from grok_devcluster.process import process_cpu_seconds
+
+    seconds = process_cpu_seconds(pid)
+    if seconds is None:
+        raise RuntimeError(f"process {pid} (the kube-apiserver) is gone")
+    return seconds
 
 
 class Meter:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,14 @@ from grok_devcluster.kubeconfig import render_kubeconfig, write_kubeconfig
 from grok_devcluster.layout import Ports, RunLayout
 from grok_devcluster.nodes import GpuNodeSpec, render_gpu_node
 from grok_devcluster.pki import generate_pki
-from grok_devcluster.process import ProcessRecord, is_running, process_start_time, spawn, stop
+from grok_devcluster.process import (
+    ProcessRecord,
+    is_running,
+    process_cpu_seconds,
+    process_start_time,
+    spawn,
+    stop,
+)
 from grok_devcluster.state import RunState
 
 PORTS = Ports(etcd_client=20001, etcd_peer=20002, apiserver=20003, controller_manager=20004, scheduler=20005)
@@ -195,6 +204,19 @@ def test_stop_ends_a_spawned_process_and_is_idempotent(tmp_path: Path) -> None:
     assert popen.returncode is not None
     assert not is_running(record)
     stop(record, popen)
+
+
+def test_cpu_seconds_grow_with_work_and_are_none_once_the_process_is_gone(tmp_path: Path) -> None:
+    busy = (
+        "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\ntime.sleep(60)"
+    )
+    popen, record = spawn("busy", [sys.executable, "-c", busy], tmp_path / "busy.log")
+    deadline = time.monotonic() + 30
+    while (process_cpu_seconds(record.pid) or 0.0) < 0.3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (process_cpu_seconds(record.pid) or 0.0) >= 0.3
+    stop(record, popen, grace_s=5)
+    assert process_cpu_seconds(record.pid) is None
 
 
 def test_stop_by_pid_alone_works_from_another_process(tmp_path: Path) -> None:
