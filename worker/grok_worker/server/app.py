@@ -249,6 +249,7 @@ class WorkerServer:
         await self._stop_listeners(1.0)
         if self.scheduler is not None:
             await self.scheduler.stop()
+            self.scheduler = None
         self.frontend.close()
         self._stopped.set()
         return finished

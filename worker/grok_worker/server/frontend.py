@@ -45,7 +45,12 @@ class Frontend:
         self._pool = ThreadPoolExecutor(TEXT_THREADS, thread_name_prefix="text")
 
     def close(self) -> None:
+        """Stop the text threads and let go of the scheduler. aiohttp keeps the HTTP API's handlers
+        (and through them this Frontend) in a process-wide cache after the server stops; holding
+        the scheduler would keep the engine and the gRPC servers alive into the interpreter's
+        teardown, where grpc.aio's shutdown fails (grpc/grpc#38679)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self.scheduler = None
 
     def serving(self) -> Scheduler:
         """The scheduler, or UnavailableError naming the worker's state."""
