@@ -39,6 +39,9 @@ class Replica:
         self.log_path = folder / f"{pod}.log"
         argv = operator_argv(deployment, free_port())
         env = {**cluster.env(), "POD_ID": pod, "POD_NAME": pod, "PYTHONUNBUFFERED": "1"}
+        # The kubernetes client copies the kubeconfig's key and certificates to temporary files and
+        # removes them at exit; `kill -9` skips that, so they go to the test's folder, not /tmp.
+        env["TMPDIR"] = str(folder)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
 
