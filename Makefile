@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
 
-## Control-plane binaries: $KUBEBUILDER_ASSETS, else the cache, else a build with Go (tens of minutes cold).
+## Control-plane binaries: $KUBEBUILDER_ASSETS, else the cache, else a build with Go (about 10 minutes cold on 2 cores).
 binaries: venv
 	$(BIN)/grok-devcluster binaries
 
