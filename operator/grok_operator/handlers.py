@@ -13,7 +13,8 @@ deleted (it, its namespace or its CRD; once the CRD is going kopf delivers no mo
 pass then reads its object) reads it afresh, takes kopf's finalizer off and ends, so
 deletion never waits on kopf (which stops serving a kind whose CRD is going, leaving its
 finalizers in place); a write that finds the object or its namespace gone ends the loop too.
-Children go with their owner (garbage collector).
+Children go with their owner (garbage collector). Every other event of the CRD goes to
+crd_skew.py, which logs how an installed CRD of an earlier build differs from this operator's.
 
 Children are read from memory, not listed: the operator's child watches keep every labelled
 StatefulSet, Service, ConfigMap, Pod and NetworkPolicy in a store on the event loop
@@ -51,6 +52,7 @@ from grok_operator import constants as c
 from grok_operator.child_cache import ChildCache, Key
 from grok_operator.child_store import ChildStore
 from grok_operator.child_watch import ChildWatches
+from grok_operator.crd_skew import CrdCheck
 from grok_operator.kube import ApiError, KubeApi, Obj
 from grok_operator.ratelimit import CreateLimiter
 from grok_operator.reconcile import DeploymentMemory, Reconciler
@@ -88,6 +90,8 @@ class OperatorState:
     #: The CRD is being deleted (loop-owned): kopf no longer delivers its objects' events, so
     #: passes read their object afresh rather than trust the watch's last copy.
     crd_going: bool = False
+    #: Compares each generation of the installed CRD with this operator's (loop-owned).
+    crd_check: CrdCheck = field(default_factory=CrdCheck)
     #: The children as the watches delivered them, and the watches (loop-owned).
     store: ChildStore = field(init=False)
     watches: ChildWatches = field(init=False)
@@ -217,6 +221,7 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
     async def crd_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
         state.crd_going = bool(body.metadata.get("deletionTimestamp"))
         if not state.crd_going:
+            state.crd_check.observe(body, logger)
             return
         logger.warning(f"the {c.CRD_NAME} CRD is being deleted: releasing every GrokDeployment")
         await release_all(state)
