@@ -54,6 +54,25 @@ class PlainFormatter(logging.Formatter):
         return line
 
 
+class RetriedTooManyRequests(logging.Filter):
+    """kopf logs every request it will retry at ERROR, also one the apiserver answered 429 Too Many
+    Requests: "storage is (re)initializing" (its cache of a kind is still filling: the first list of
+    a just-installed CRD, or after etcd came back) and API Priority and Fairness turning requests
+    away under load. kopf waits as told and retries; that is flow control, not a failure. Such a
+    line is logged at INFO while the cache fills and at WARNING when throttled; kopf's last attempt
+    ("escalating") and every other retried error stay ERROR."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.levelno != logging.ERROR or "failed; will retry:" not in message:
+            return True
+        if "APITooManyRequestsError(" not in message:
+            return True
+        level = logging.INFO if "storage is (re)initializing" in message else logging.WARNING
+        record.levelno, record.levelname = level, logging.getLevelName(level)
+        return logging.getLogger(record.name).isEnabledFor(level)
+
+
 def _priority(text: str) -> int:
     """An integer, or "random": 1 .. 2**31-1 from the OS's random source, so two replicas of one
     Deployment (the same arguments) still differ, and one of them acts."""
@@ -135,6 +154,7 @@ def _configure_logging(level: str, fmt: str) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(PlainFormatter())
+    handler.addFilter(RetriedTooManyRequests())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

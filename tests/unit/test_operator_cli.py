@@ -61,3 +61,84 @@ def test_wakeup_successes_are_not_logged_but_everything_else_is(caplog: pytest.L
         "reconciled: phase Ready, 1 write(s)",
         "Handler 'register.<locals>.pod_changed' failed with an exception.",
     ]
+
+
+def _status(code: int, reason: str, message: str) -> dict[str, object]:
+    """A metav1.Status body as kube-apiserver sends it for a 429."""
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "details": {"retryAfterSeconds": 0},
+        "code": code,
+    }
+
+
+async def _kopf_get_through(answers: list[tuple[int, dict[str, object]]], logger: logging.Logger) -> None:
+    """kopf's own request code (the one its watches and patches use) against a loopback server
+    that gives `answers` in turn; kopf retries every one but the last."""
+    from aiohttp import web
+    from kopf._cogs.clients import api
+    from kopf._cogs.clients.auth import vault_var
+    from kopf._cogs.configs.configuration import OperatorSettings
+    from kopf._cogs.structs.credentials import ConnectionInfo, Vault
+
+    queue = list(answers)
+
+    async def answer(_: web.Request) -> web.Response:
+        code, body = queue.pop(0)
+        return web.json_response(body, status=code)
+
+    app = web.Application()
+    app.router.add_get("/apis/serving.grok.dev/v1alpha1/grokdeployments", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    vault = Vault()
+    await vault.populate({"test": ConnectionInfo(server=f"http://127.0.0.1:{port}")})
+    token = vault_var.set(vault)
+    settings = OperatorSettings()
+    settings.networking.error_backoffs = [0.01] * (len(answers) - 1)
+    try:
+        await api.get("/apis/serving.grok.dev/v1alpha1/grokdeployments", settings=settings, logger=logger)
+    finally:
+        vault_var.reset(token)
+        await vault.close()
+        await runner.cleanup()
+
+
+def test_retried_429s_are_not_logged_as_errors_but_other_failures_are() -> None:
+    import asyncio
+
+    from grok_operator.cli import RetriedTooManyRequests
+
+    logger = logging.getLogger("test-kopf-retries")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    handler.addFilter(RetriedTooManyRequests())
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    initializing = _status(429, "TooManyRequests", "storage is (re)initializing")
+    throttled = _status(429, "TooManyRequests", "Too many requests, please try again later.")
+    broken = _status(500, "InternalError", "etcdserver: request timed out")
+    listed = {"kind": "GrokDeploymentList", "items": [], "metadata": {"resourceVersion": "7"}}
+    try:
+        asyncio.run(
+            _kopf_get_through([(429, initializing), (429, throttled), (500, broken), (200, listed)], logger)
+        )
+        with pytest.raises(Exception, match="Too many requests"):
+            asyncio.run(_kopf_get_through([(429, throttled)], logger))  # kopf's last attempt
+        logger.setLevel(logging.WARNING)  # --log-level WARNING: the INFO line is not shown
+        asyncio.run(_kopf_get_through([(429, initializing), (200, listed)], logger))
+    finally:
+        logger.removeHandler(handler)
+    failures = [(r.levelname, r.getMessage()) for r in records if "failed;" in r.getMessage()]
+    assert [level for level, _ in failures] == ["INFO", "WARNING", "ERROR", "ERROR"], failures
+    assert "storage is (re)initializing" in failures[0][1]
+    assert "will retry" in failures[2][1]
+    assert "escalating" in failures[3][1]
