@@ -64,6 +64,16 @@ class CrdSkew:
             parts.append("Its validation, subresources, printer columns or names differ.")
         return " ".join(parts)
 
+    def advice(self) -> str:
+        """What to do: install this operator's CRD, unless the installed one only adds fields
+        (a newer release's, left behind by a rollback of the operator)."""
+        if self.unknown and not (self.missing or self.unserved or self.other):
+            return (
+                "It looks newer than this operator: run the operator release that ships it, or, to "
+                f"stay on this release, install this operator's CRD: {FIX}"
+            )
+        return f"Install this operator's CRD: {FIX}"
+
 
 def compare(installed: Mapping[str, Any], ours: Mapping[str, Any]) -> CrdSkew:
     """How `installed` (a CRD as stored) differs from `ours` (`build_crd()`)."""
@@ -134,8 +144,7 @@ class CrdCheck:
         if skew:
             logger.warning(
                 f"the installed CRD {c.CRD_NAME} (generation {generation}) is not the one this "
-                f"operator ships; Helm never upgrades a CRD. {skew.describe()} Install this "
-                f"operator's CRD: {FIX}"
+                f"operator ships; Helm never upgrades a CRD. {skew.describe()} {skew.advice()}"
             )
         elif self._skewed:
             logger.info(

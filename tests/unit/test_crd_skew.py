@@ -55,6 +55,10 @@ def test_fields_only_the_installed_crd_has_are_named() -> None:
     skew = compare(installed, build_crd())
     assert skew.unknown == ("spec.serving.legacyMode", "spec.serving.tls.ciphers")
     assert skew.missing == ()
+    assert skew.advice().startswith("It looks newer than this operator")
+    assert compare(yaml.safe_load(OLD_CRD.read_text()), build_crd()).advice() == (
+        f"Install this operator's CRD: {FIX}"
+    )
 
 
 def test_fields_inside_lists_are_compared() -> None:
