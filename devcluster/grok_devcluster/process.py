@@ -6,21 +6,25 @@ process gets its own session (Ctrl-C in the caller's terminal does not reach it)
 stdout+stderr to a log file. `die_with_parent=True` additionally asks the kernel to kill it when
 the starting process dies, even by SIGKILL: the pytest fixture uses it so a killed test run
 leaves nothing behind; `grok-devcluster up` does not, so its cluster outlives the command.
+
+The kernel is asked through util-linux's `setpriv --pdeathsig KILL`, which the child execs before
+the program, not through a `preexec_fn`: with one, Python forks instead of using vfork and runs
+Python code and every fork handler in the child, and a test process that has loaded gRPC then
+sometimes had the child abort (SIGABRT, gRPC's poller: "epoll_wait error: Bad file descriptor")
+before the program started.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -67,13 +71,14 @@ def is_running(record: ProcessRecord) -> bool:
     return record.start_time is None or started == record.start_time
 
 
-def _die_with_parent() -> Callable[[], None]:
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def set_pdeathsig() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-    return set_pdeathsig
+def _die_with_parent(argv: Sequence[str]) -> list[str]:
+    """`argv` run so that the kernel kills it when the thread that started it exits."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        raise RuntimeError(
+            "setpriv not found: install util-linux (it kills test clusters with their test run)"
+        )
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv]
 
 
 def spawn(
@@ -82,12 +87,11 @@ def spawn(
     """Start argv with output to `log`; return the Popen (for reaping) and a record to find it later."""
     with log.open("ab") as sink:
         process = subprocess.Popen(
-            list(argv),
+            _die_with_parent(argv) if die_with_parent else list(argv),
             stdin=subprocess.DEVNULL,
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent() if die_with_parent else None,
             close_fds=True,
         )
     return process, ProcessRecord(name, process.pid, process_start_time(process.pid), str(log))

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -249,3 +252,44 @@ def test_spawned_process_output_goes_to_its_log(tmp_path: Path) -> None:
     popen, _ = spawn("echo", ["sh", "-c", "echo hello; echo oops >&2"], log)
     assert popen.wait(timeout=5) == 0
     assert log.read_text().split() == ["hello", "oops"]
+
+
+#: A parent that starts `sleep` with die_with_parent, with a Python fork handler that leaves a file
+#: behind if Python code ever runs in the child, then prints the child's pid.
+_PARENT = """
+import os, sys, time
+from pathlib import Path
+from grok_devcluster.process import spawn
+os.register_at_fork(after_in_child=lambda: Path(sys.argv[2]).write_text("python ran in the child"))
+popen, record = spawn("sleeper", ["sleep", "60"], Path(sys.argv[1]), die_with_parent=True)
+print(record.pid, record.start_time, flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_child_started_with_die_with_parent_runs_no_python_and_dies_with_its_parent(tmp_path: Path) -> None:
+    log, marker = tmp_path / "sleep.log", tmp_path / "python-in-child"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT, str(log), str(marker)], stdout=subprocess.PIPE, text=True
+    )
+    assert parent.stdout is not None
+    pid, start_time = parent.stdout.readline().split()
+    child = ProcessRecord("sleeper", int(pid), int(start_time), str(log))
+    try:
+        assert is_running(child)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child.pid}/comm").read_text().strip() != "sleep" and time.monotonic() < deadline:
+            time.sleep(0.02)  # until setpriv has exec'd the program itself
+        assert Path(f"/proc/{child.pid}/comm").read_text().strip() == "sleep"
+        parent.kill()  # SIGKILL: no cleanup code of the parent runs
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while is_running(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not is_running(child), "the child outlived its parent"
+    finally:
+        parent.kill()
+        parent.wait()
+        if is_running(child):
+            os.kill(child.pid, signal.SIGKILL)
+    assert not marker.exists(), "Python code ran between fork and exec"
