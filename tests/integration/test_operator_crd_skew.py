@@ -5,17 +5,15 @@ keeps serving, and says so when that command has installed its own CRD."""
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import signal
 import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from test_operator_support import REPO, Kube, install_crd, small, wait_for
+from test_operator_support import REPO, Kube, install_crd, small, start_operator_process, wait_for
 
 from grok_operator import constants as c
 from grok_operator.crd_skew import FIX
@@ -63,15 +61,7 @@ def test_the_operator_names_what_an_older_crd_drops_and_the_command_that_fixes_i
     # As Helm leaves it after an upgrade: the older CRD, written by an update (Helm's create is one
     # too: its field manager then owns .spec.versions, which is why the fix needs --force-conflicts).
     cluster.kubectl("replace", "-f", str(OLD_CRD))
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "grok_operator", "run", f"--namespace={namespace}", "--standalone",
-            "--log-format=json", "--liveness=", f"--kubeconfig={cluster.kubeconfig}",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
+    proc = start_operator_process(cluster, namespace)
     assert proc.stderr is not None
     log = _Log(proc.stderr)
     try:

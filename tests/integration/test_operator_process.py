@@ -4,25 +4,17 @@ serving a GrokDeployment until SIGTERM, then exiting cleanly."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
 import urllib.request
 from typing import Any
 
 import pytest
-from test_operator_support import Kube, install_crd, small, wait_for
+from test_operator_support import Kube, install_crd, small, start_operator_process, wait_for
+
+from grok_devcluster.demo import free_port
 
 pytestmark = pytest.mark.cluster
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _healthy(port: int) -> bool:
@@ -35,22 +27,8 @@ def _healthy(port: int) -> bool:
 
 def test_the_operator_process_serves_until_sigterm_with_json_logs(cluster: Any, namespace: str) -> None:
     install_crd(cluster)
-    port = _free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "grok_operator",
-        "run",
-        f"--namespace={namespace}",
-        "--standalone",
-        "--log-format=json",
-        "--log-level=INFO",
-        f"--liveness=http://127.0.0.1:{port}/healthz",
-        f"--kubeconfig={cluster.kubeconfig}",
-    ]
-    proc = subprocess.Popen(
-        argv, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
-    )
+    port = free_port()
+    proc = start_operator_process(cluster, namespace, f"http://127.0.0.1:{port}/healthz")
     try:
         wait_for("the liveness endpoint", lambda: proc.poll() is None and _healthy(port), 60)
         kube = Kube(cluster, namespace)

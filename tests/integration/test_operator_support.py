@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -169,3 +172,23 @@ def operator_fixture(cluster: Any) -> Iterator[OperatorThread]:
         yield operator
     finally:
         operator.stop()
+
+
+def start_operator_process(cluster: Any, namespace: str, liveness: str = "") -> subprocess.Popen[str]:
+    """`python -m grok_operator run` as users start it, for one namespace, with JSON logs on its
+    stderr (a pipe, unbuffered); `liveness` is its --liveness URL ('' for none)."""
+    argv = [
+        sys.executable,
+        "-m",
+        "grok_operator",
+        "run",
+        f"--namespace={namespace}",
+        "--standalone",
+        "--log-format=json",
+        "--log-level=INFO",
+        f"--liveness={liveness}",
+        f"--kubeconfig={cluster.kubeconfig}",
+    ]
+    return subprocess.Popen(
+        argv, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
