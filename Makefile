@@ -14,10 +14,12 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 venv: $(STAMP)
 
+# pip and the build backend come from the lock too, and the project is built with them (no build
+# isolation, which would fetch whatever setuptools is newest that day).
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
+	$(BIN)/python -m pip install -q -c requirements.lock --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -q -c requirements.lock --no-build-isolation -e '.[dev]'
 	touch $(STAMP)
 
 ## Control-plane binaries: $KUBEBUILDER_ASSETS, else the cache, else a build with Go (about 10 minutes cold on 2 cores).

@@ -229,3 +229,51 @@ def test_the_dependency_layers_come_before_the_projects_code(image: tuple[str, D
     assert "pyproject.toml" not in copied_before, (
         f"{name}: the dependency layer depends on all of pyproject.toml"
     )
+
+
+def _lock() -> dict[str, str]:
+    pins = (
+        line.split("==") for line in (REPO / "requirements.lock").read_text().splitlines() if "==" in line
+    )
+    return {name.lower().replace("_", "-"): version for name, version in pins}
+
+
+def _requirement_name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+@pytest.mark.parametrize("pyproject", ["pyproject.toml", "docker/operator.pyproject.toml"])
+def test_the_lock_pins_the_build_backend(pyproject: str) -> None:
+    """What builds the project is pinned like what it runs on, so a new setuptools release cannot
+    change or break a build of an old commit."""
+    requires = tomllib.loads((REPO / pyproject).read_text())["build-system"]["requires"]
+    lock = _lock()
+    assert requires
+    for requirement in requires:
+        assert _requirement_name(requirement) in lock, (
+            f"{pyproject}: {requirement} is not in requirements.lock"
+        )
+
+
+def test_the_project_is_built_with_the_locked_backend(image: tuple[str, Dockerfile]) -> None:
+    name, dockerfile = image
+    build = next(stage for stage in dockerfile.stages if stage.name == "build")
+    runs = [i.args for i in build.instructions if i.keyword == "RUN"]
+    locked = " ".join(r for r in runs if "-c requirements.lock" in r)
+    for backend in ("setuptools", "wheel"):
+        assert backend in locked, f"{name}: {backend} is not installed from the lock"
+    project = [r for r in runs if re.search(r"pip install [^&]* \.( |$)", r)]
+    assert project, f"{name}: no install of the project itself"
+    assert all("--no-build-isolation" in r for r in project), (
+        f"{name}: the project is built in an isolated env"
+    )
+
+
+def test_make_venv_builds_the_project_with_the_locked_backend() -> None:
+    recipe = (REPO / "Makefile").read_text().split("$(STAMP):", 1)[1].split("touch $(STAMP)", 1)[0]
+    installs = [line.strip() for line in recipe.splitlines() if "pip install" in line]
+    assert "-c requirements.lock" in installs[0]
+    assert "setuptools wheel" in installs[0]
+    assert all("-c requirements.lock" in line for line in installs)
+    assert "--no-build-isolation" in installs[-1]
+    assert "-e '.[dev]'" in installs[-1]
