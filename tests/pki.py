@@ -1,12 +1,16 @@
 """Test certificates made on the spot with `cryptography`: a CA, a server certificate for loopback,
 a client certificate from the same CA, and a client certificate from an unrelated CA.
 
-`make_pki(folder)` writes PEM files and returns their paths; nothing is checked in.
+`make_pki(folder)` writes PEM files and returns their paths; nothing is checked in. `served(host,
+port)` reads which certificate a TLS port presents, for tests that compare it with `digest(pem)`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import socket
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,13 +52,29 @@ def _leaf(common: str, ca: CA, server: bool) -> CA:
     return issue(*ca, common, ExtendedKeyUsageOID.CLIENT_AUTH)
 
 
+def pem(pair: CA) -> tuple[str, str]:
+    """A certificate and its key as PEM text (the values of a kubernetes.io/tls Secret)."""
+    cert, key = pair
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
+
+
+def server_pair(ca: CA, common: str = "grok-worker") -> tuple[str, str]:
+    """A fresh loopback server certificate from `ca`, and its key, as PEM text."""
+    return pem(_leaf(common, ca, server=True))
+
+
+def client_pair(ca: CA, common: str = "grok client") -> tuple[str, str]:
+    """A fresh client certificate from `ca`, and its key, as PEM text."""
+    return pem(_leaf(common, ca, server=False))
+
+
 def _write(folder: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey | None) -> Path:
     (folder / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     if key is not None:
-        pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        (folder / f"{stem}.key").write_bytes(pem)
+        (folder / f"{stem}.key").write_text(pem((cert, key))[1])
     return folder / f"{stem}.crt"
 
 
@@ -106,3 +126,26 @@ def kubelet_secret_dir(folder: Path, files: dict[str, str], generation: int = 1)
         for child in old.iterdir():
             child.unlink()
         old.rmdir()
+
+
+def digest(cert_pem: str) -> str:
+    """SHA-256 of a PEM certificate's DER bytes (what `served` returns for it)."""
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(cert_pem)).hexdigest()
+
+
+def served(host: str, port: int, client: tuple[Path, Path] | None = None) -> str:
+    """SHA-256 of the certificate `host:port` presents, read from a TLS handshake (ALPN h2, which a
+    gRPC port needs) and not verified: the caller compares it with `digest` of what it expects."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    if client is not None:
+        context.load_cert_chain(*client)
+    with (
+        socket.create_connection((host, port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return hashlib.sha256(der).hexdigest()

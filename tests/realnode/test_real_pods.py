@@ -5,9 +5,11 @@
 - deleting one of its pods makes the operator recreate the whole group, which serves again;
 - a new image tag rolls group by group: the second group's pod is replaced only once the first
   group serves on the new image;
+- a renewed TLS Secret reaches the running worker through kubelet and is served without a restart
+  (the container's seccomp profile, read-only root and non-root user included);
 - `helm test` runs the chart's test pod against the operator pod.
 
-Cost on 2 cores: 3.5 to 4.5 minutes with the images cached (each worker start imports JAX,
+Cost on 2 cores: 4 to 5 minutes with the images cached (each worker start imports JAX,
 loads the checkpoint and compiles; the group restart and the roll start four more).
 """
 
@@ -17,9 +19,13 @@ import subprocess
 import time
 from typing import Any
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from grok_devcluster.pki import new_ca
 from grok_worker.contract import Env
+from tests.pki import digest, pem, served, server_pair
 
 from .conftest import (
     OPERATOR_NAMESPACE,
@@ -110,6 +116,54 @@ def test_a_new_image_tag_rolls_one_group_at_a_time(real_cluster: RealCluster, na
     found = wait_ready(real_cluster, namespace, "roll")
     assert found["status"]["readyReplicas"] == 2
     assert "[length, 6 tokens]" in generate(service_target(real_cluster, namespace, "roll"))
+
+
+def tls_secret(name: str, pair: tuple[str, str]) -> dict[str, Any]:
+    data = {"tls.crt": pair[0], "tls.key": pair[1]}  # no ca.crt: no client certificates
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "type": "kubernetes.io/tls",
+        "stringData": data,
+    }
+
+
+def health_over_tls(target: str, ca_pem: str) -> str:
+    """grpc.health.v1 Check over TLS verified against `ca_pem` (the certificate names localhost)."""
+    credentials = grpc.ssl_channel_credentials(root_certificates=ca_pem.encode())
+    options = [("grpc.ssl_target_name_override", "localhost")]
+    with grpc.secure_channel(target, credentials, options=options) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+
+def test_a_renewed_tls_secret_is_served_by_the_running_pod(real_cluster: RealCluster, namespace: str) -> None:
+    ca = new_ca("real-node test CA")
+    ca_pem, first = pem(ca)[0], server_pair(ca)
+    apply(real_cluster, namespace, tls_secret("tlsd-tls", first))
+    manifest = grokdeployment(real_cluster, "tlsd")
+    manifest["spec"]["serving"]["tls"] = {"secretName": "tlsd-tls"}
+    apply(real_cluster, namespace, manifest)
+    wait_ready(real_cluster, namespace, "tlsd")
+    (pod,) = pods(real_cluster, namespace, "tlsd")
+    target = service_target(real_cluster, namespace, "tlsd")
+    host, port = target.rsplit(":", 1)
+    assert served(host, int(port)) == digest(first[0])
+    assert health_over_tls(target, ca_pem) == "SERVING"
+
+    renewed = server_pair(ca)  # what cert-manager does before the old one expires
+    apply(real_cluster, namespace, tls_secret("tlsd-tls", renewed))
+    deadline = time.monotonic() + 120  # kubelet's sync (10 s here) plus the worker's check (5 s)
+    while served(host, int(port)) != digest(renewed[0]):
+        assert time.monotonic() < deadline, "the pod still serves the old certificate after 120 s"
+        time.sleep(1)
+    assert health_over_tls(target, ca_pem) == "SERVING"
+    (now,) = pods(real_cluster, namespace, "tlsd")
+    assert now["metadata"]["uid"] == pod["metadata"]["uid"]
+    assert now["status"]["containerStatuses"][0]["restartCount"] == 0
+    log = real_cluster.handle.kubectl("logs", "-n", namespace, pod["metadata"]["name"]).stdout
+    assert "serving the renewed TLS certificate" in log
 
 
 def test_helm_test_runs_its_pod_against_the_operator_pod(real_cluster: RealCluster) -> None:

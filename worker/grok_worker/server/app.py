@@ -4,7 +4,8 @@ Data flow: `WorkerServer.start()` binds grpc.aio with the generation service, gr
 (NOT_SERVING) and reflection, the OpenAI-compatible HTTP API (aiohttp, when `http_port` is set),
 the metrics exporter (`/metrics` only) and, when `health_port` is set, a plaintext gRPC server with
 nothing but the same health servicer (for kubelet probes, which cannot speak TLS). With `tls` both
-APIs serve TLS (mutual TLS with a client CA); with `tokens` every call but health and reflection
+APIs serve TLS (mutual TLS with a client CA), and a renewed certificate is served without a
+restart (cert_reload.py); with `tokens` every call but health and reflection
 needs a bearer token (`server.auth`). Both front doors admit requests through one `Frontend` into
 one scheduler. `load()` runs the blocking engine factory and warmup in a thread (the event loop
 keeps answering health and ModelInfo with the load state and progress), waits for the group's
@@ -29,13 +30,14 @@ from grok_worker.engine.scheduler import Scheduler
 from grok_worker.engine.text import Tokenizer
 from grok_worker.metrics import ServingMetrics
 from grok_worker.server.auth import TokenInterceptor
+from grok_worker.server.cert_reload import DEFAULT_POLL_SECONDS, ServedCertificate
 from grok_worker.server.frontend import Frontend
 from grok_worker.server.health_port import bind_grpc, health_only_server
 from grok_worker.server.http_api import HttpApi
 from grok_worker.server.metrics_port import MetricsPort
 from grok_worker.server.servicer import GenerationServicer
 from grok_worker.server.state import LoadState, WorkerState, write_termination_message
-from grok_worker.server.tls import TLSFiles, grpc_credentials, ssl_context
+from grok_worker.server.tls import TLSFiles
 from grok_worker.server.tokens import TokenStore
 from grok_worker.server.wire import HealthServicer, add_generation_service, enable_reflection
 
@@ -59,6 +61,8 @@ class ServerOptions:
     health_host: str = "127.0.0.1"
     #: TLS on the gRPC and HTTP APIs (None = plaintext).
     tls: TLSFiles | None = None
+    #: How often the TLS files are checked for a renewed certificate.
+    tls_poll_seconds: float = DEFAULT_POLL_SECONDS
     #: Accepted bearer tokens (None = no token needed).
     tokens: TokenStore | None = None
     max_queue: int = 64
@@ -93,6 +97,9 @@ class WorkerServer:
         self.http = HttpApi(self.state, info, self.frontend, options.tokens)
         self.metrics_http = MetricsPort(self.metrics.registry)
         self.health_server = health_only_server(self.health)
+        tls = options.tls
+        self.certificate = ServedCertificate(tls, options.tls_poll_seconds) if tls is not None else None
+        self._renewals: asyncio.Task[None] | None = None
         self.port = 0
         self.http_port: int | None = None
         self.metrics_port: int | None = None
@@ -109,11 +116,13 @@ class WorkerServer:
     async def start(self) -> int:
         """Bind and start answering (health NOT_SERVING); returns the gRPC port."""
         options = self.options
-        credentials = grpc_credentials(options.tls) if options.tls is not None else None
+        credentials = self.certificate.grpc_credentials() if self.certificate is not None else None
         self.port = bind_grpc(
             self.server, options.bind_host, options.port, credentials, "serving.port / --port"
         )
         await self.server.start()
+        if self.certificate is not None:
+            self._renewals = asyncio.create_task(self.certificate.run(), name="tls-renewals")
         await self.state.set(LoadState.LOADING)
         try:
             await self._start_side_listeners()
@@ -142,7 +151,7 @@ class WorkerServer:
             )
             await self.health_server.start()
         if options.http_port is not None:
-            context = ssl_context(options.tls) if options.tls is not None else None
+            context = self.certificate.ssl_context() if self.certificate is not None else None
             try:
                 self.http_port = await self.http.start(options.bind_host, options.http_port, context)
             except OSError as err:
@@ -159,6 +168,8 @@ class WorkerServer:
                 ) from err
 
     async def _stop_listeners(self, grace: float) -> None:
+        if self._renewals is not None:
+            self._renewals.cancel()
         await asyncio.gather(
             self.server.stop(grace),
             self.health_server.stop(grace),

@@ -1,6 +1,7 @@
 """A follower host of a multi-host group: health only, replays the leader's engine calls.
 
-Data flow: start grpc.health.v1 (NOT_SERVING) on the serving port (TLS when configured) and on the
+Data flow: start grpc.health.v1 (NOT_SERVING) on the serving port (TLS when configured, a renewed
+certificate served without a restart: cert_reload.py) and on the
 plaintext health-only port when one is set -> build and warm up the same engine as the leader
 (same compiled steps on the same global mesh) -> connect to the leader's step broadcast -> SERVING
 -> replay every frame (`engine.multihost.run_follower`) in a thread. Exits 0 when the leader shuts
@@ -21,18 +22,20 @@ from grok_worker.engine.api import Engine
 from grok_worker.engine.multihost import HostLostError, StepFollower, run_follower
 from grok_worker.engine.step_handshake import HandshakeRefusedError
 from grok_worker.server.app import EngineFactory
+from grok_worker.server.cert_reload import ServedCertificate
 from grok_worker.server.health_port import bind_grpc, health_only_server
 from grok_worker.server.process import JOIN_TIMEOUT_SECONDS, exit_now, install_signals
 from grok_worker.server.security import Security
-from grok_worker.server.tls import grpc_credentials
 from grok_worker.server.wire import HealthServicer
 
 log = logging.getLogger("grok_worker.follower")
 
 
-async def _health_servers(health: HealthServicer, port: int, security: Security) -> list[grpc.aio.Server]:
+async def _health_servers(
+    health: HealthServicer, port: int, security: Security, certificate: ServedCertificate | None
+) -> list[grpc.aio.Server]:
     servers = [health_only_server(health)]
-    credentials = grpc_credentials(security.tls) if security.tls is not None else None
+    credentials = certificate.grpc_credentials() if certificate is not None else None
     bind_grpc(servers[0], security.bind_host, port, credentials, "serving.port / --port")
     if security.health_port is not None:
         servers.append(health_only_server(health))
@@ -51,8 +54,24 @@ async def _health_servers(health: HealthServicer, port: int, security: Security)
 async def serve_follower(
     factory: EngineFactory, port: int, security: Security, follower: StepFollower
 ) -> int:
+    certificate = ServedCertificate(security.tls) if security.tls is not None else None
+    renewals = asyncio.ensure_future(certificate.run()) if certificate is not None else None
+    try:
+        return await _serve(factory, port, security, follower, certificate)
+    finally:
+        if renewals is not None:
+            renewals.cancel()
+
+
+async def _serve(
+    factory: EngineFactory,
+    port: int,
+    security: Security,
+    follower: StepFollower,
+    certificate: ServedCertificate | None,
+) -> int:
     health = HealthServicer()
-    servers = await _health_servers(health, port, security)
+    servers = await _health_servers(health, port, security, certificate)
     await health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     stop = asyncio.Event()
     install_signals(stop)

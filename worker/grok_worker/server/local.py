@@ -19,6 +19,7 @@ from grok.v1 import generation_pb2 as pb
 from grok_worker.engine.api import Engine
 from grok_worker.engine.text import Tokenizer
 from grok_worker.server.app import ServerOptions, WorkerServer
+from grok_worker.server.cert_reload import DEFAULT_POLL_SECONDS
 from grok_worker.server.tls import TLSFiles
 from grok_worker.server.tokens import TokenStore
 
@@ -35,6 +36,7 @@ async def start_local_server(
     health_port: bool = False,
     tls: TLSFiles | None = None,
     tokens: TokenStore | None = None,
+    tls_poll_seconds: float = DEFAULT_POLL_SECONDS,
 ) -> WorkerServer:
     options = ServerOptions(
         port=0,
@@ -43,6 +45,7 @@ async def start_local_server(
         http_port=0 if http else None,
         health_port=0 if health_port else None,
         tls=tls,
+        tls_poll_seconds=tls_poll_seconds,
         tokens=tokens,
         max_queue=max_queue,
         max_stop_strings=max_stop_strings,

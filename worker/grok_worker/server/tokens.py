@@ -21,11 +21,12 @@ import threading
 import time
 from pathlib import Path
 
+from grok_worker.server.file_signature import Signature, file_signature
+
 log = logging.getLogger(__name__)
 
 #: How often (at most) a check looks at the directory for changes.
 DEFAULT_POLL_SECONDS = 2.0
-_Signature = tuple[tuple[str, int, int, int], ...]
 
 
 class TokenStoreError(ValueError):
@@ -49,7 +50,7 @@ class TokenStore:
         self.poll_seconds = poll_seconds
         self._lock = threading.Lock()
         self._digests: tuple[bytes, ...] = ()
-        self._signature: _Signature | None = None
+        self._signature: Signature | None = None
         self._checked = 0.0
         self._refresh(force=True)
 
@@ -75,15 +76,10 @@ class TokenStore:
     def _entries(self) -> list[Path]:
         return sorted(p for p in self.directory.iterdir() if not p.name.startswith(".") and p.is_file())
 
-    def _signature_now(self) -> _Signature:
-        parts: list[tuple[str, int, int, int]] = []
+    def _signature_now(self) -> Signature:
         data = self.directory / "..data"
-        if data.is_symlink():
-            parts.append((os.readlink(data), 0, 0, 0))
-        for path in self._entries():
-            st = path.stat()
-            parts.append((path.name, st.st_ino, st.st_size, st.st_mtime_ns))
-        return tuple(parts)
+        swapped = ((os.readlink(data), 0, 0, 0),) if data.is_symlink() else ()
+        return swapped + file_signature(self._entries())
 
     def _refresh(self, force: bool) -> None:
         with self._lock:
