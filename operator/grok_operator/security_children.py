@@ -4,7 +4,9 @@ Data flow, inside one reconcile pass (reconcile.py):
   ValidSpec ─► `resolve_secrets()` reads the Secrets the spec names (`SecurityChildren.secret_keys`:
   a GET by name, since the chart grants `get` on Secrets, never `list`; the names of their keys
   kept RECHECK_SECONDS once found), returns problems that name the field and the fix, or the
-  ValidSpec with `tls_client_ca` set when the TLS Secret has ca.crt (mutual TLS).
+  ValidSpec with `tls_client_ca` set when clients must present certificates (mutual TLS: the
+  TLS Secret has ca.crt and spec.serving.tls.clientCertificates is Auto or Required; Required
+  without ca.crt is a problem, so mutual TLS never turns off because a Secret lost a key).
   kept group indices and the watch-fed children ─► `SecurityChildren.sync()`:
     - each group's step-key Secret (groups of more than one host: a one-host group has no step
       channel, and no key), at most every RECHECK_SECONDS per group: a group that has no
@@ -31,6 +33,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from grok_operator import constants as c
+from grok_operator.api.spec import TlsSpec
 from grok_operator.child_cache import Written
 from grok_operator.kube import ApiError, KubeApi, Observed
 from grok_operator.render.common import Obj, Owner, group_name, render_hash, with_render_hash
@@ -60,9 +63,9 @@ def _keys(secret: Mapping[str, Any]) -> frozenset[str]:
     return frozenset(key for key, value in (secret.get("data") or {}).items() if value)
 
 
-def _tls_problem(keys_of: KeysOf, namespace: str, name: str) -> tuple[SpecProblem | None, bool]:
-    """(problem or None, whether the Secret has ca.crt)."""
-    field = "spec.serving.tls.secretName"
+def _tls_problem(keys_of: KeysOf, namespace: str, tls: TlsSpec) -> tuple[SpecProblem | None, bool]:
+    """(problem or None, whether clients must present certificates that chain to ca.crt)."""
+    field, name = "spec.serving.tls.secretName", tls.secret_name
     keys = keys_of(namespace, name)
     if keys is None:
         fix = (
@@ -75,7 +78,14 @@ def _tls_problem(keys_of: KeysOf, namespace: str, name: str) -> tuple[SpecProble
         return SpecProblem(
             field, f"Secret {name!r} has no {' or '.join(missing)}; it must be a kubernetes.io/tls Secret"
         ), False
-    return None, TLS_CA_KEY in keys
+    has_ca = TLS_CA_KEY in keys
+    if tls.client_certificates == "Required" and not has_ca:
+        return SpecProblem(
+            "spec.serving.tls.clientCertificates",
+            f"Required, but Secret {name!r} has no {TLS_CA_KEY} for client certificates to chain to; "
+            f"add the client CA to it as {TLS_CA_KEY}, or set clientCertificates to None for server-only TLS",
+        ), False
+    return None, has_ca and tls.client_certificates != "None"
 
 
 def _token_problem(keys_of: KeysOf, namespace: str, name: str) -> SpecProblem | None:
@@ -111,7 +121,7 @@ def resolve_secrets(keys_of: KeysOf, namespace: str, valid: ValidSpec) -> ValidS
     serving = valid.spec.serving
     client_ca = False
     if serving.tls is not None:
-        tls_problem, client_ca = _tls_problem(keys_of, namespace, serving.tls.secret_name)
+        tls_problem, client_ca = _tls_problem(keys_of, namespace, serving.tls)
         problems += [tls_problem] if tls_problem else []
     if serving.auth is not None:
         token_problem = _token_problem(keys_of, namespace, serving.auth.token_secret_name)

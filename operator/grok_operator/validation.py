@@ -47,8 +47,8 @@ class ValidSpec:
     model: ModelConfig
     mesh: MeshSpec
     device_memory_bytes: int
-    #: The TLS Secret has ca.crt, so clients must present certificates (set by secret_refs.py,
-    #: which reads the Secret; validation itself never calls the API).
+    #: Clients must present certificates that chain to the TLS Secret's ca.crt (set by
+    #: security_children.py, which reads the Secret; validation itself never calls the API).
     tls_client_ca: bool = False
 
     @property

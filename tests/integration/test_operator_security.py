@@ -6,7 +6,10 @@
 - each group gets its step-key Secret once: the same object and key across many passes, mounted
   by the group's pods;
 - a missing TLS Secret is reported in the Ready condition with the field and the fix, and the
-  group is rendered with TLS once the Secret exists.
+  group is rendered with TLS once the Secret exists;
+- spec.serving.tls.clientCertificates: None serves server-only TLS from a Secret with ca.crt, an
+  unknown value is refused by the apiserver, unset defaults to Auto (mutual TLS, the groups roll),
+  and Required refuses a Secret that lost ca.crt while the running group keeps its config.
 
 One in-process operator serves the module (resync every 2 s). Cost: ~40 s on 2 cores.
 """
@@ -195,3 +198,73 @@ def test_a_missing_tls_secret_is_reported_then_used_once_created(kube: Kube) -> 
     pod = kube.pods("secure")[0]
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     assert volumes["tls"]["secret"]["secretName"] == "secure-tls"
+
+
+def _tls_secret(kube: Kube, name: str, **data: str) -> None:
+    """A kubernetes.io/tls Secret whose values are placeholders: the operator only reads its keys."""
+    kube.cluster.kubectl("delete", "secret", name, "-n", kube.namespace, "--ignore-not-found")
+    meta = {"name": name, "namespace": kube.namespace}
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/tls",
+            "metadata": meta,
+            "stringData": data,
+        }
+    )
+
+
+def _client_ca_file(kube: Kube, name: str) -> str:
+    config_map = kube.get("configmap", f"{name}-worker-config")
+    assert config_map is not None
+    return WorkerConfig.model_validate_json(config_map["data"][CONFIG_FILE_NAME]).security.tls.client_ca_file
+
+
+def test_client_certificates_turn_mutual_tls_off_on_and_keep_it_required(kube: Kube) -> None:
+    _tls_secret(kube, "issued-tls", **{"tls.crt": "cert", "tls.key": "key", "ca.crt": "ca"})
+
+    def deployment(**tls: str) -> dict[str, Any]:
+        return small(
+            "issued", kube.namespace, replicas=1, serving={"tls": {"secretName": "issued-tls", **tls}}
+        )
+
+    # None: server-only TLS although the Secret has ca.crt (as cert-manager's CA issuers write it).
+    kube.apply(deployment(clientCertificates="None"))
+    kube.wait_ready("issued", 1)
+    assert _client_ca_file(kube, "issued") == ""
+    pod_volumes = {v["name"]: v for v in kube.pods("issued")[0]["spec"]["volumes"]}
+    assert [item["key"] for item in pod_volumes["tls"]["secret"]["items"]] == ["tls.crt", "tls.key"]
+
+    # The apiserver refuses a value the API does not have, naming the field and the values it has.
+    body = json.dumps(deployment(clientCertificates="Optional"))
+    refused = kube.cluster.kubectl("apply", "-f", "-", input=body, check=False)
+    assert refused.returncode != 0
+    assert "spec.serving.tls.clientCertificates" in refused.stderr, refused.stderr
+    assert '"Auto", "Required", "None"' in refused.stderr, refused.stderr
+
+    # Unset: the apiserver defaults it to Auto, and the groups roll to mutual TLS.
+    kube.apply(deployment())
+    assert kube.gd("issued")["spec"]["serving"]["tls"]["clientCertificates"] == "Auto"
+    wait_for(
+        "mutual TLS in the worker config", lambda: _client_ca_file(kube, "issued").endswith("/ca.crt"), 30
+    )
+    kube.wait_ready("issued", 1)
+
+    # Required: a Secret that loses ca.crt is refused, and the running group keeps its config.
+    kube.apply(deployment(clientCertificates="Required"))
+    kube.wait_ready("issued", 1)
+    statefulset = kube.get("statefulset", "issued-g0")
+    assert statefulset is not None
+    _tls_secret(kube, "issued-tls", **{"tls.crt": "cert", "tls.key": "key"})
+
+    def refusal() -> dict[str, Any]:
+        ready = kube.condition("issued", "Ready")
+        return ready if ready.get("reason") == c.Reason.INVALID_SPEC else {}
+
+    ready = wait_for("the InvalidSpec condition", refusal, 60)
+    assert "spec.serving.tls.clientCertificates" in ready["message"], ready
+    assert _client_ca_file(kube, "issued").endswith("/ca.crt")
+    after = kube.get("statefulset", "issued-g0")
+    assert after is not None
+    assert after["metadata"]["resourceVersion"] == statefulset["metadata"]["resourceVersion"]

@@ -6,7 +6,9 @@
 - a new image tag rolls group by group: the second group's pod is replaced only once the first
   group serves on the new image;
 - a renewed TLS Secret reaches the running worker through kubelet and is served without a restart
-  (the container's seccomp profile, read-only root and non-root user included);
+  (the container's seccomp profile, read-only root and non-root user included); the Secret has a
+  ca.crt, as cert-manager's CA issuers write it, and `clientCertificates: None` serves it to
+  clients without certificates;
 - `helm test` runs the chart's test pod against the operator pod.
 
 Cost on 2 cores: 4 to 5 minutes with the images cached (each worker start imports JAX,
@@ -118,8 +120,8 @@ def test_a_new_image_tag_rolls_one_group_at_a_time(real_cluster: RealCluster, na
     assert "[length, 6 tokens]" in generate(service_target(real_cluster, namespace, "roll"))
 
 
-def tls_secret(name: str, pair: tuple[str, str]) -> dict[str, Any]:
-    data = {"tls.crt": pair[0], "tls.key": pair[1]}  # no ca.crt: no client certificates
+def tls_secret(name: str, pair: tuple[str, str], ca_pem: str) -> dict[str, Any]:
+    data = {"tls.crt": pair[0], "tls.key": pair[1], "ca.crt": ca_pem}  # as cert-manager's CA issuer writes it
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -141,9 +143,10 @@ def health_over_tls(target: str, ca_pem: str) -> str:
 def test_a_renewed_tls_secret_is_served_by_the_running_pod(real_cluster: RealCluster, namespace: str) -> None:
     ca = new_ca("real-node test CA")
     ca_pem, first = pem(ca)[0], server_pair(ca)
-    apply(real_cluster, namespace, tls_secret("tlsd-tls", first))
+    apply(real_cluster, namespace, tls_secret("tlsd-tls", first, ca_pem))
     manifest = grokdeployment(real_cluster, "tlsd")
-    manifest["spec"]["serving"]["tls"] = {"secretName": "tlsd-tls"}
+    # None: server-only TLS although the Secret has ca.crt; the health checks below bring no certificate.
+    manifest["spec"]["serving"]["tls"] = {"secretName": "tlsd-tls", "clientCertificates": "None"}
     apply(real_cluster, namespace, manifest)
     wait_ready(real_cluster, namespace, "tlsd")
     (pod,) = pods(real_cluster, namespace, "tlsd")
@@ -153,7 +156,7 @@ def test_a_renewed_tls_secret_is_served_by_the_running_pod(real_cluster: RealClu
     assert health_over_tls(target, ca_pem) == "SERVING"
 
     renewed = server_pair(ca)  # what cert-manager does before the old one expires
-    apply(real_cluster, namespace, tls_secret("tlsd-tls", renewed))
+    apply(real_cluster, namespace, tls_secret("tlsd-tls", renewed, ca_pem))
     deadline = time.monotonic() + 120  # kubelet's sync (10 s here) plus the worker's check (5 s)
     while served(host, int(port)) != digest(renewed[0]):
         assert time.monotonic() < deadline, "the pod still serves the old certificate after 120 s"

@@ -36,13 +36,13 @@ def test_this_operators_crd_matches_itself_as_stored() -> None:
     assert not compare(_stored(build_crd(), 1), build_crd())
 
 
-def test_the_crd_of_an_earlier_build_lacks_the_client_service_field() -> None:
+def test_the_crd_of_an_earlier_build_lacks_the_fields_added_since() -> None:
     old = yaml.safe_load(OLD_CRD.read_text())
     skew = compare(old, build_crd())
-    assert skew.missing == ("spec.serving.clientService",)
+    assert skew.missing == ("spec.serving.clientService", "spec.serving.tls.clientCertificates")
     assert skew.unknown == ()
     assert not skew.unserved
-    assert "spec.serving.clientService" in skew.describe()
+    assert "spec.serving.clientService, spec.serving.tls.clientCertificates" in skew.describe()
 
 
 def test_fields_only_the_installed_crd_has_are_named() -> None:

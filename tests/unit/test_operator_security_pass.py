@@ -1,6 +1,6 @@
 """The reconcile pass and the Secrets and NetworkPolicies of a GrokDeployment (in-memory API):
 step keys created once and never rewritten, a missing TLS or token Secret reported with the field
-and the fix, mutual TLS from ca.crt, policies removed when turned off, reserved ports refused."""
+and the fix, mutual TLS from ca.crt (per spec.serving.tls.clientCertificates), policies removed when turned off, reserved ports refused."""
 
 from __future__ import annotations
 
@@ -68,6 +68,48 @@ def test_a_ca_crt_in_the_tls_secret_turns_on_client_certificates() -> None:
     api, memory = MemoryApi(), DeploymentMemory()
     add(api, secret("chat-tls", **{"tls.crt": "cert", "tls.key": "key", "ca.crt": "ca"}))
     run(api, memory, serving={"tls": {"secretName": "chat-tls"}})
+    assert config(api).security.tls.client_ca_file.endswith("/ca.crt")
+
+
+def tls_volume_keys(api: MemoryApi) -> list[str]:
+    volumes = api.objects[("StatefulSet", f"{NAME}-g0")]["spec"]["template"]["spec"]["volumes"]
+    tls = next(volume for volume in volumes if volume["name"] == "tls")
+    return [item["key"] for item in tls["secret"]["items"]]
+
+
+def test_client_certificates_none_serves_server_only_tls_from_a_secret_with_a_ca_crt() -> None:
+    api, memory = MemoryApi(), DeploymentMemory()
+    add(api, secret("chat-tls", **{"tls.crt": "cert", "tls.key": "key", "ca.crt": "ca"}))
+    run(api, memory, serving={"tls": {"secretName": "chat-tls", "clientCertificates": "None"}})
+    assert config(api).security.tls.enabled
+    assert config(api).security.tls.client_ca_file == ""
+    assert tls_volume_keys(api) == ["tls.crt", "tls.key"]
+    # Auto (the default) with the same Secret: mutual TLS, a new pod template, the CA mounted.
+    template = api.objects[("StatefulSet", f"{NAME}-g0")]["spec"]["template"]["metadata"]["labels"]
+    run(api, memory, serving={"tls": {"secretName": "chat-tls"}})
+    assert config(api).security.tls.client_ca_file.endswith("/ca.crt")
+    assert tls_volume_keys(api) == ["tls.crt", "tls.key", "ca.crt"]
+    rolled = api.objects[("StatefulSet", f"{NAME}-g0")]["spec"]["template"]["metadata"]["labels"]
+    assert rolled[c.LABEL_TEMPLATE_HASH] != template[c.LABEL_TEMPLATE_HASH]
+
+
+def test_client_certificates_required_refuses_a_secret_that_lost_its_ca_and_leaves_the_groups_alone() -> None:
+    api, memory = MemoryApi(), DeploymentMemory()
+    tls = {"tls": {"secretName": "chat-tls", "clientCertificates": "Required"}}
+    add(api, secret("chat-tls", **{"tls.crt": "cert", "tls.key": "key", "ca.crt": "ca"}))
+    run(api, memory, serving=tls)
+    api.run_pods()
+    run(api, memory, serving=tls)
+    assert api.status["phase"] == c.Phase.READY
+    statefulset = api.objects[("StatefulSet", f"{NAME}-g0")]
+    add(api, secret("chat-tls", **{"tls.crt": "cert", "tls.key": "key"}))
+    writes = run(api, memory, serving=tls)
+    assert sorted(writes) == [f"event {c.Reason.INVALID_SPEC}", "patch status"]
+    ready = ready_condition(api)
+    assert ready["reason"] == c.Reason.INVALID_SPEC
+    assert "spec.serving.tls.clientCertificates" in ready["message"]
+    assert "add the client CA to it as ca.crt" in ready["message"]
+    assert api.objects[("StatefulSet", f"{NAME}-g0")] is statefulset
     assert config(api).security.tls.client_ca_file.endswith("/ca.crt")
 
 

@@ -194,7 +194,9 @@ class TlsSpec(ApiModel):
     """TLS on the generation APIs (gRPC and HTTP) of every leader."""
 
     secret_name: str = Field(min_length=1, max_length=253)
-    """A kubernetes.io/tls Secret in this namespace (keys tls.crt and tls.key), e.g. from `kubectl create secret tls NAME --cert=... --key=...` or cert-manager. When it also has a ca.crt key, clients must present a certificate that chains to it (mutual TLS). Adding or removing ca.crt rolls the replica groups. Missing Secret: reported in the Ready condition."""
+    """A kubernetes.io/tls Secret in this namespace (keys tls.crt and tls.key, and ca.crt for client certificates), e.g. from `kubectl create secret tls NAME --cert=... --key=...` or cert-manager. Missing Secret: reported in the Ready condition."""
+    client_certificates: Literal["Auto", "Required", "None"] = "Auto"
+    """Whether clients must present a certificate (mutual TLS) that chains to the Secret's ca.crt. Auto: required when the Secret has ca.crt (cert-manager's CA and self-signed issuers write one), so adding or removing ca.crt rolls the replica groups. Required: always; a Secret without ca.crt is refused in the Ready condition and the running groups are left as they are, so mutual TLS never turns off by itself. None: server-only TLS; ca.crt is ignored and not mounted."""
 
 
 class AuthSpec(ApiModel):
@@ -230,7 +232,7 @@ class ServingSpec(ApiModel):
     http: HttpSpec = HttpSpec()
     """The OpenAI-compatible HTTP API, sharing the engine and the request queue with gRPC."""
     tls: TlsSpec | None = None
-    """Serve the gRPC and HTTP APIs over TLS (mutual TLS when the Secret has ca.crt). Default: plaintext."""
+    """Serve the gRPC and HTTP APIs over TLS (and mutual TLS, per tls.clientCertificates). Default: plaintext."""
     auth: AuthSpec | None = None
     """Require a bearer token on the gRPC and HTTP APIs (health and reflection stay open). Default: no tokens."""
 
