@@ -4,9 +4,10 @@ Data flow, inside one reconcile pass (reconcile.py):
   ValidSpec ─► `resolve_secrets()` reads the Secrets the spec names (`SecurityChildren.secret_keys`:
   a GET by name, since the chart grants `get` on Secrets, never `list`; the names of their keys
   kept RECHECK_SECONDS once found), returns problems that name the field and the fix, or the
-  ValidSpec with `tls_client_ca` set when clients must present certificates (mutual TLS: the
-  TLS Secret has ca.crt and spec.serving.tls.clientCertificates is Auto or Required; Required
-  without ca.crt is a problem, so mutual TLS never turns off because a Secret lost a key).
+  ValidSpec with `tls_client_ca` set when clients must present certificates (mutual TLS: a client
+  CA Secret is named, or the TLS Secret has ca.crt and spec.serving.tls.clientCertificates is Auto
+  or Required; Required without a CA is a problem, so mutual TLS never turns off because a Secret
+  lost a key).
   kept group indices and the watch-fed children ─► `SecurityChildren.sync()`:
     - each group's step-key Secret (groups of more than one host: a one-host group has no step
       channel, and no key), at most every RECHECK_SECONDS per group: a group that has no
@@ -64,7 +65,7 @@ def _keys(secret: Mapping[str, Any]) -> frozenset[str]:
 
 
 def _tls_problem(keys_of: KeysOf, namespace: str, tls: TlsSpec) -> tuple[SpecProblem | None, bool]:
-    """(problem or None, whether clients must present certificates that chain to ca.crt)."""
+    """(problem or None, whether clients must present certificates)."""
     field, name = "spec.serving.tls.secretName", tls.secret_name
     keys = keys_of(namespace, name)
     if keys is None:
@@ -78,14 +79,41 @@ def _tls_problem(keys_of: KeysOf, namespace: str, tls: TlsSpec) -> tuple[SpecPro
         return SpecProblem(
             field, f"Secret {name!r} has no {' or '.join(missing)}; it must be a kubernetes.io/tls Secret"
         ), False
-    has_ca = TLS_CA_KEY in keys
+    return _client_auth(keys_of, namespace, tls, has_ca=TLS_CA_KEY in keys)
+
+
+def _client_auth(
+    keys_of: KeysOf, namespace: str, tls: TlsSpec, *, has_ca: bool
+) -> tuple[SpecProblem | None, bool]:
+    """(problem or None, whether clients must present certificates), per clientCertificates and
+    clientCASecretName; `has_ca`: the TLS Secret has ca.crt."""
+    if tls.client_ca_secret_name is not None:
+        return _client_ca_problem(keys_of, namespace, tls.client_ca_secret_name), True
     if tls.client_certificates == "Required" and not has_ca:
         return SpecProblem(
             "spec.serving.tls.clientCertificates",
-            f"Required, but Secret {name!r} has no {TLS_CA_KEY} for client certificates to chain to; "
-            f"add the client CA to it as {TLS_CA_KEY}, or set clientCertificates to None for server-only TLS",
+            f"Required, but Secret {tls.secret_name!r} has no {TLS_CA_KEY} for client certificates to chain to; "
+            f"add the client CA to it as {TLS_CA_KEY} (or name a Secret that holds it in clientCASecretName), "
+            "or set clientCertificates to None for server-only TLS",
         ), False
     return None, has_ca and tls.client_certificates != "None"
+
+
+def _client_ca_problem(keys_of: KeysOf, namespace: str, name: str) -> SpecProblem | None:
+    field = "spec.serving.tls.clientCASecretName"
+    keys = keys_of(namespace, name)
+    if keys is None:
+        return SpecProblem(
+            field,
+            f"Secret {name!r} not found in namespace {namespace}; create it: kubectl create secret generic "
+            f"{name} -n {namespace} --from-file={TLS_CA_KEY}=client-ca.crt, or remove clientCASecretName",
+        )
+    if TLS_CA_KEY not in keys:
+        return SpecProblem(
+            field,
+            f"Secret {name!r} has no {TLS_CA_KEY}; put the CA bundle client certificates chain to under it",
+        )
+    return None
 
 
 def _token_problem(keys_of: KeysOf, namespace: str, name: str) -> SpecProblem | None:

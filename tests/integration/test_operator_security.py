@@ -9,7 +9,9 @@
   group is rendered with TLS once the Secret exists;
 - spec.serving.tls.clientCertificates: None serves server-only TLS from a Secret with ca.crt, an
   unknown value is refused by the apiserver, unset defaults to Auto (mutual TLS, the groups roll),
-  and Required refuses a Secret that lost ca.crt while the running group keeps its config.
+  and Required refuses a Secret that lost ca.crt while the running group keeps its config;
+- a client CA Secret of its own (clientCASecretName) is reported while missing, then only its ca.crt
+  is mounted; with clientCertificates None the apiserver refuses it.
 
 One in-process operator serves the module (resync every 2 s). Cost: ~40 s on 2 cores.
 """
@@ -268,3 +270,34 @@ def test_client_certificates_turn_mutual_tls_off_on_and_keep_it_required(kube: K
     after = kube.get("statefulset", "issued-g0")
     assert after is not None
     assert after["metadata"]["resourceVersion"] == statefulset["metadata"]["resourceVersion"]
+
+
+def test_a_client_ca_secret_of_its_own_is_waited_for_then_mounted_and_none_is_refused_with_it(
+    kube: Kube,
+) -> None:
+    _tls_secret(kube, "own-tls", **{"tls.crt": "cert", "tls.key": "key"})
+    tls = {"secretName": "own-tls", "clientCASecretName": "own-clients-ca"}
+    kube.apply(small("own", kube.namespace, replicas=1, serving={"tls": tls}))
+
+    def refused() -> dict[str, Any]:
+        ready = kube.condition("own", "Ready")
+        return ready if ready.get("reason") == c.Reason.SECRET_NOT_FOUND else {}
+
+    ready = wait_for("the SecretNotFound condition", refused, 30)
+    assert "spec.serving.tls.clientCASecretName" in ready["message"], ready
+    assert kube.items("statefulsets", f"{c.LABEL_DEPLOYMENT}=own") == []
+
+    # The CA's own Secret, key included, as cert-manager keeps a CA: only ca.crt reaches the pod.
+    _tls_secret(kube, "own-clients-ca", **{"tls.crt": "ca", "tls.key": "ca-key", "ca.crt": "ca"})
+    kube.wait_ready("own", 1)
+    assert _client_ca_file(kube, "own") == "/var/run/grok/tls-client-ca/ca.crt"
+    pod_volumes = {v["name"]: v for v in kube.pods("own")[0]["spec"]["volumes"]}
+    assert pod_volumes["tls-client-ca"]["secret"]["secretName"] == "own-clients-ca"
+    assert [item["key"] for item in pod_volumes["tls-client-ca"]["secret"]["items"]] == ["ca.crt"]
+
+    # A client CA and no client certificates contradict each other: the apiserver's CEL rule says so.
+    body = small("own", kube.namespace, replicas=1, serving={"tls": {**tls, "clientCertificates": "None"}})
+    result = kube.cluster.kubectl("apply", "-f", "-", input=json.dumps(body), check=False)
+    assert result.returncode != 0
+    assert "spec.serving.tls.clientCASecretName" in result.stderr, result.stderr
+    assert "clientCertificates cannot be None" in result.stderr, result.stderr

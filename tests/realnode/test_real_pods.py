@@ -9,6 +9,8 @@
   (the container's seccomp profile, read-only root and non-root user included); the Secret has a
   ca.crt, as cert-manager's CA issuers write it, and `clientCertificates: None` serves it to
   clients without certificates;
+- a client CA Secret of its own (clientCASecretName): the pod requires a certificate from that CA,
+  and refuses a client without one or with one from the server's CA;
 - `helm test` runs the chart's test pod against the operator pod.
 
 Cost on 2 cores: 4 to 5 minutes with the images cached (each worker start imports JAX,
@@ -27,7 +29,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from grok_devcluster.pki import new_ca
 from grok_worker.contract import Env
-from tests.pki import digest, pem, served, server_pair
+from tests.pki import client_pair, digest, pem, served, server_pair
 
 from .conftest import (
     OPERATOR_NAMESPACE,
@@ -131,9 +133,13 @@ def tls_secret(name: str, pair: tuple[str, str], ca_pem: str) -> dict[str, Any]:
     }
 
 
-def health_over_tls(target: str, ca_pem: str) -> str:
-    """grpc.health.v1 Check over TLS verified against `ca_pem` (the certificate names localhost)."""
-    credentials = grpc.ssl_channel_credentials(root_certificates=ca_pem.encode())
+def health_over_tls(target: str, ca_pem: str, client: tuple[str, str] | None = None) -> str:
+    """grpc.health.v1 Check over TLS verified against `ca_pem` (the certificate names localhost),
+    presenting the `client` certificate and key when given."""
+    cert, key = (client[0].encode(), client[1].encode()) if client else (None, None)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=ca_pem.encode(), private_key=key, certificate_chain=cert
+    )
     options = [("grpc.ssl_target_name_override", "localhost")]
     with grpc.secure_channel(target, credentials, options=options) as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
@@ -167,6 +173,27 @@ def test_a_renewed_tls_secret_is_served_by_the_running_pod(real_cluster: RealClu
     assert now["status"]["containerStatuses"][0]["restartCount"] == 0
     log = real_cluster.handle.kubectl("logs", "-n", namespace, pod["metadata"]["name"]).stdout
     assert "serving the renewed TLS certificate" in log
+
+
+def test_a_client_ca_secret_of_its_own_makes_the_pod_require_its_client_certificates(
+    real_cluster: RealCluster, namespace: str
+) -> None:
+    server_ca, clients_ca = new_ca("real-node server CA"), new_ca("real-node clients CA")
+    server_ca_pem = pem(server_ca)[0]
+    apply(real_cluster, namespace, tls_secret("mtls-tls", server_pair(server_ca), server_ca_pem))
+    # The clients CA's own Secret as cert-manager keeps a self-signed CA, private key included:
+    # only its ca.crt is mounted.
+    apply(real_cluster, namespace, tls_secret("mtls-clients-ca", pem(clients_ca), pem(clients_ca)[0]))
+    manifest = grokdeployment(real_cluster, "mtls")
+    manifest["spec"]["serving"]["tls"] = {"secretName": "mtls-tls", "clientCASecretName": "mtls-clients-ca"}
+    apply(real_cluster, namespace, manifest)
+    wait_ready(real_cluster, namespace, "mtls")
+    target = service_target(real_cluster, namespace, "mtls")
+    assert health_over_tls(target, server_ca_pem, client_pair(clients_ca)) == "SERVING"
+    for client in (None, client_pair(server_ca)):  # no certificate; one from the server's CA
+        with pytest.raises(grpc.RpcError) as refused:
+            health_over_tls(target, server_ca_pem, client)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
 def test_helm_test_runs_its_pod_against_the_operator_pod(real_cluster: RealCluster) -> None:

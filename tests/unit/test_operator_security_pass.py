@@ -113,6 +113,26 @@ def test_client_certificates_required_refuses_a_secret_that_lost_its_ca_and_leav
     assert config(api).security.tls.client_ca_file.endswith("/ca.crt")
 
 
+def test_a_client_ca_secret_of_its_own_is_required_found_and_checked_for_its_ca_crt() -> None:
+    api, memory = MemoryApi(), DeploymentMemory()
+    tls = {"tls": {"secretName": "chat-tls", "clientCASecretName": "clients-ca"}}
+    add(api, secret("chat-tls", **{"tls.crt": "cert", "tls.key": "key", "ca.crt": "server-ca"}))
+    run(api, memory, serving=tls)
+    ready = ready_condition(api)
+    assert ready["reason"] == c.Reason.SECRET_NOT_FOUND
+    assert "spec.serving.tls.clientCASecretName" in ready["message"]
+    assert "kubectl create secret generic clients-ca" in ready["message"]
+    assert ("StatefulSet", f"{NAME}-g0") not in api.objects
+    add(api, secret("clients-ca", **{"tls.crt": "ca", "tls.key": "ca-key"}))
+    run(api, memory, serving=tls)
+    assert ready_condition(api)["reason"] == c.Reason.INVALID_SPEC
+    assert "has no ca.crt" in ready_condition(api)["message"]
+    add(api, secret("clients-ca", **{"ca.crt": "ca"}))
+    run(api, memory, serving=tls)
+    assert config(api).security.tls.client_ca_file.endswith("tls-client-ca/ca.crt")
+    assert tls_volume_keys(api) == ["tls.crt", "tls.key"]
+
+
 def test_a_missing_or_empty_token_secret_is_reported() -> None:
     api, memory = MemoryApi(), DeploymentMemory()
     run(api, memory, serving={"auth": {"tokenSecretName": "chat-tokens"}})

@@ -15,6 +15,7 @@ from grok_worker.contract import (
     DEFAULT_COORDINATOR_PORT,
     DEFAULT_HEALTH_PORT,
     GROUP_SECRET_MOUNT_DIR,
+    TLS_CLIENT_CA_MOUNT_DIR,
     TLS_MOUNT_DIR,
     TOKENS_MOUNT_DIR,
     Env,
@@ -152,6 +153,26 @@ def test_tls_mounts_cert_and_key_and_client_ca_only_when_the_secret_has_it() -> 
     assert "items" not in tokens
     assert mounts(v)["tokens"] == TOKENS_MOUNT_DIR
     assert config.tokens_dir == TOKENS_MOUNT_DIR
+
+
+def test_a_client_ca_of_its_own_is_mounted_from_its_secret_without_the_tls_secrets_ca() -> None:
+    tls = {"secretName": "chat-tls", "clientCASecretName": "clients-ca"}
+    v = dataclasses.replace(valid(serving={"tls": tls}), tls_client_ca=True)
+    assert [item["key"] for item in volumes(v)["tls"]["secret"]["items"]] == ["tls.crt", "tls.key"]
+    own = volumes(v)["tls-client-ca"]["secret"]
+    # Only ca.crt: a CA's own Secret also holds its private key.
+    assert own == {
+        "secretName": "clients-ca",
+        "defaultMode": 0o440,
+        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+    }
+    read_only = {m["name"]: m.get("readOnly") for m in pod(v)["containers"][0]["volumeMounts"]}
+    assert (mounts(v)["tls-client-ca"], read_only["tls-client-ca"]) == (TLS_CLIENT_CA_MOUNT_DIR, True)
+    assert worker_config(v).security.tls.client_ca_file == f"{TLS_CLIENT_CA_MOUNT_DIR}/ca.crt"
+    # Until the pass has found the CA Secret (tls_client_ca unset) nothing of it is mounted.
+    pending = valid(serving={"tls": tls})
+    assert "tls-client-ca" not in volumes(pending)
+    assert worker_config(pending).security.tls.client_ca_file == ""
 
 
 def _rules(policy: dict[str, Any]) -> dict[int, list[dict[str, Any]] | None]:

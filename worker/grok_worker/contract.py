@@ -44,6 +44,8 @@ DEFAULT_HEALTH_PORT = 8081
 
 #: Where the operator mounts the serving TLS Secret (keys tls.crt, tls.key and optional ca.crt).
 TLS_MOUNT_DIR = "/var/run/grok/tls"
+#: Where the operator mounts ca.crt of spec.serving.tls.clientCASecretName, a client CA of its own.
+TLS_CLIENT_CA_MOUNT_DIR = "/var/run/grok/tls-client-ca"
 #: Where the operator mounts the API token Secret: every key of it is one accepted bearer token.
 TOKENS_MOUNT_DIR = "/var/run/grok/tokens"
 #: Where the operator mounts the group's own Secret; GROUP_SECRET_KEY holds the step-channel key.

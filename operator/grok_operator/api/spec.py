@@ -193,10 +193,25 @@ class HttpSpec(ApiModel):
 class TlsSpec(ApiModel):
     """TLS on the generation APIs (gRPC and HTTP) of every leader."""
 
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "!has(self.clientCASecretName) || self.clientCertificates != 'None'",
+                "clientCASecretName names a CA for client certificates, so clientCertificates cannot be"
+                " None; remove clientCASecretName for server-only TLS",
+                ".clientCASecretName",
+            )
+        )
+    )
+
     secret_name: str = Field(min_length=1, max_length=253)
     """A kubernetes.io/tls Secret in this namespace (keys tls.crt and tls.key, and ca.crt for client certificates), e.g. from `kubectl create secret tls NAME --cert=... --key=...` or cert-manager. Missing Secret: reported in the Ready condition."""
     client_certificates: Literal["Auto", "Required", "None"] = "Auto"
-    """Whether clients must present a certificate (mutual TLS) that chains to the Secret's ca.crt. Auto: required when the Secret has ca.crt (cert-manager's CA and self-signed issuers write one), so adding or removing ca.crt rolls the replica groups. Required: always; a Secret without ca.crt is refused in the Ready condition and the running groups are left as they are, so mutual TLS never turns off by itself. None: server-only TLS; ca.crt is ignored and not mounted."""
+    """Whether clients must present a certificate (mutual TLS) that chains to the client CA: the Secret's ca.crt, or clientCASecretName's. Auto: required when there is a client CA. cert-manager's CA and self-signed issuers write ca.crt, and adding or removing it rolls the replica groups. Required: always; a Secret without ca.crt is refused in the Ready condition and the running groups are left as they are, so mutual TLS never turns off by itself. None: server-only TLS; ca.crt is ignored and not mounted."""
+    client_ca_secret_name: str | None = Field(
+        default=None, alias="clientCASecretName", min_length=1, max_length=253
+    )
+    """A Secret in this namespace whose ca.crt is the CA bundle client certificates must chain to, in place of the TLS Secret's ca.crt: for clients whose certificates come from another CA than the server's (e.g. a trust-manager Bundle written to a Secret). Only ca.crt is mounted, so a Secret that also holds a CA's key never brings it to a pod. Clients must then present a certificate (clientCertificates Auto or Required). Missing Secret: reported in the Ready condition."""
 
 
 class AuthSpec(ApiModel):

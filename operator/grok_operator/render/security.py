@@ -1,7 +1,8 @@
 """What makes a worker pod restricted and what it mounts for TLS, tokens and its group key (pure).
 
 Data flow: `ValidSpec` (spec.podSecurity, spec.sharedMemorySize, spec.serving.tls/auth, and
-`tls_client_ca`, which the reconcile reads from the TLS Secret) → the pod and container
+`tls_client_ca`, which the reconcile sets from the TLS Secret's keys and
+spec.serving.tls.clientCertificates) → the pod and container
 securityContext, the Secret and emptyDir volumes with their mounts, the extra environment, and the
 worker config's `SecuritySection` (the mounted paths, the plaintext health port). statefulset.py
 puts them into the pod template and config.py into the worker config, so the two always agree.
@@ -23,6 +24,7 @@ from grok_worker.contract import (
     DEFAULT_STEP_PORT,
     GROUP_SECRET_KEY,
     GROUP_SECRET_MOUNT_DIR,
+    TLS_CLIENT_CA_MOUNT_DIR,
     TLS_MOUNT_DIR,
     TOKENS_MOUNT_DIR,
     Env,
@@ -32,7 +34,7 @@ from grok_worker.contract import (
 
 #: The leader's step-broadcast port (grok_worker.contract; the worker derives it the same way).
 STEP_PORT = DEFAULT_STEP_PORT
-#: Keys of a kubernetes.io/tls Secret; ca.crt is optional and turns on client certificates.
+#: Keys of a kubernetes.io/tls Secret; ca.crt is optional (the client CA, per clientCertificates).
 TLS_CERT_KEY = "tls.crt"
 TLS_KEY_KEY = "tls.key"
 TLS_CA_KEY = "ca.crt"
@@ -52,6 +54,19 @@ def has_step_channel(valid: ValidSpec) -> bool:
     return valid.spec.topology.hosts_per_replica > 1
 
 
+def _own_client_ca(valid: ValidSpec) -> str | None:
+    """The Secret named by spec.serving.tls.clientCASecretName, when client certificates are on."""
+    tls = valid.spec.serving.tls
+    return tls.client_ca_secret_name if tls is not None and valid.tls_client_ca else None
+
+
+def _client_ca_file(valid: ValidSpec) -> str:
+    """The client CA the worker trusts: the TLS Secret's ca.crt, or the own CA Secret's; "" = none."""
+    if not valid.tls_client_ca:
+        return ""
+    return f"{TLS_CLIENT_CA_MOUNT_DIR if _own_client_ca(valid) else TLS_MOUNT_DIR}/{TLS_CA_KEY}"
+
+
 def security_section(valid: ValidSpec) -> SecuritySection:
     """The worker config's security section: where the mounted Secrets are, and the health port."""
     serving = valid.spec.serving
@@ -60,7 +75,7 @@ def security_section(valid: ValidSpec) -> SecuritySection:
         tls = TLSSection(
             cert_file=f"{TLS_MOUNT_DIR}/{TLS_CERT_KEY}",
             key_file=f"{TLS_MOUNT_DIR}/{TLS_KEY_KEY}",
-            client_ca_file=f"{TLS_MOUNT_DIR}/{TLS_CA_KEY}" if valid.tls_client_ca else "",
+            client_ca_file=_client_ca_file(valid),
         )
     return SecuritySection(
         tls=tls,
@@ -120,9 +135,14 @@ def volumes(owner_name: str, valid: ValidSpec, index: int) -> list[Obj]:
     ]
     if has_step_channel(valid):
         out.append(_secret_volume("group-key", group_secret_name(owner_name, index), (GROUP_SECRET_KEY,)))
+    own_ca = _own_client_ca(valid)
     if spec.serving.tls is not None:
-        keys = (TLS_CERT_KEY, TLS_KEY_KEY, *((TLS_CA_KEY,) if valid.tls_client_ca else ()))
+        with_ca = valid.tls_client_ca and own_ca is None
+        keys = (TLS_CERT_KEY, TLS_KEY_KEY, *((TLS_CA_KEY,) if with_ca else ()))
         out.append(_secret_volume("tls", spec.serving.tls.secret_name, keys))
+    if own_ca is not None:
+        # ca.crt only: a CA's own Secret also holds its private key, which never reaches a pod.
+        out.append(_secret_volume("tls-client-ca", own_ca, (TLS_CA_KEY,)))
     if spec.serving.auth is not None:
         # Every key, and no items list: the kubelet then updates the files when the Secret changes.
         out.append(_secret_volume("tokens", spec.serving.auth.token_secret_name))
@@ -140,6 +160,8 @@ def volume_mounts(valid: ValidSpec) -> list[Obj]:
         mounts.append({"name": "group-key", "mountPath": GROUP_SECRET_MOUNT_DIR, "readOnly": True})
     if serving.tls is not None:
         mounts.append({"name": "tls", "mountPath": TLS_MOUNT_DIR, "readOnly": True})
+    if _own_client_ca(valid) is not None:
+        mounts.append({"name": "tls-client-ca", "mountPath": TLS_CLIENT_CA_MOUNT_DIR, "readOnly": True})
     if serving.auth is not None:
         mounts.append({"name": "tokens", "mountPath": TOKENS_MOUNT_DIR, "readOnly": True})
     return mounts
