@@ -203,7 +203,8 @@ def test_a_missing_tls_secret_is_reported_then_used_once_created(kube: Kube) -> 
 
 
 def _tls_secret(kube: Kube, name: str, **data: str) -> None:
-    """A kubernetes.io/tls Secret whose values are placeholders: the operator only reads its keys."""
+    """A kubernetes.io/tls Secret whose values are placeholders: the operator only reads its keys.
+    Deleted first: `kubectl apply` cannot drop a key written through stringData (it lands in data)."""
     kube.cluster.kubectl("delete", "secret", name, "-n", kube.namespace, "--ignore-not-found")
     meta = {"name": name, "namespace": kube.namespace}
     kube.apply(
