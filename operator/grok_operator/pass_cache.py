@@ -36,7 +36,8 @@ def validated(key: str, name: str) -> ValidSpec | tuple[SpecProblem, ...]:
 
 
 def _valid(key: str, name: str, tls_client_ca: bool = False) -> ValidSpec:
-    """The validated spec, with what the pass read from the TLS Secret (whether it has ca.crt)."""
+    """The validated spec, with what the pass read from the TLS Secrets (whether clients must
+    present certificates, security_children.py)."""
     result = validated(key, name)
     if not isinstance(result, ValidSpec):
         raise ValueError(f"spec of {name} is not valid: {result}")

@@ -12,8 +12,8 @@ which each gRPC fetcher compares with the one it served last. Files that do not 
 logged once per change, and the certificate served so far stays.
 
 Whether clients must present a certificate (mutual TLS) follows from `client_ca_file` being set,
-which only a new config changes (the operator restarts a group when its Secret gains or loses
-`ca.crt`). A renewed client CA replaces the old one on gRPC; the HTTP API trusts it beside the old
+which only a new config changes (the operator rolls a group when that changes: per
+spec.serving.tls.clientCertificates, or with Auto when its Secret gains or loses `ca.crt`). A renewed client CA replaces the old one on gRPC; the HTTP API trusts it beside the old
 one until the worker restarts (Python's `ssl` cannot drop a trusted CA from a live context).
 """
 
