@@ -314,35 +314,41 @@ def install_chart(handle: ClusterHandle) -> dict[str, Any]:
     return items[0]
 
 
-def operator_argv(deployment: dict[str, Any], liveness_port: int) -> list[str]:
-    """The Deployment's `grok-operator` command and args, with the liveness endpoint on loopback."""
+def operator_argv(deployment: dict[str, Any], liveness_port: int, metrics_port: int = 0) -> list[str]:
+    """The Deployment's `grok-operator` command and args, with its two listeners moved to loopback
+    (the liveness endpoint to `liveness_port`, /metrics and /readyz to `metrics_port`, 0: any)."""
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     argv = list(container.get("command", [])) + list(container.get("args", []))
     if not argv or Path(argv[0]).name != "grok-operator":
         raise DemoError(f"the chart's operator container does not run grok-operator: {argv}")
-    rewritten = [
-        f"--liveness=http://127.0.0.1:{liveness_port}/healthz" if arg.startswith("--liveness") else arg
-        for arg in argv[1:]
+    loopback = [
+        f"--liveness=http://127.0.0.1:{liveness_port}/healthz",
+        f"--metrics-address=127.0.0.1:{metrics_port}",
     ]
-    return [console_script("grok-operator"), *rewritten]
+    moved = {arg.split("=", 1)[0] for arg in loopback}
+    # Both listeners are always set here: the flags' defaults bind every interface.
+    kept = [arg for arg in argv[1:] if arg.split("=", 1)[0] not in moved]
+    return [console_script("grok-operator"), *kept, *loopback]
 
 
 def start_operator(
     state: DemoState, handle: ClusterHandle, deployment: dict[str, Any]
 ) -> subprocess.Popen[bytes]:
-    port = free_port()
-    proc = start_process(state, "operator", operator_argv(deployment, port), handle.env())
+    port, metrics_port = free_port(), free_port()
+    proc = start_process(state, "operator", operator_argv(deployment, port, metrics_port), handle.env())
+    urls = (f"http://127.0.0.1:{port}/healthz", f"http://127.0.0.1:{metrics_port}/readyz")
 
-    def healthy() -> bool:
+    def answers(url: str) -> bool:
         ensure_alive(state, "operator", proc)
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+            with urllib.request.urlopen(url, timeout=2) as response:
                 return bool(response.status == 200)
         except OSError:
             return False
 
-    wait_until("the operator's /healthz", healthy, 120, f"see {state.state_dir}/operator.log")
-    say(f"    operator is up: http://127.0.0.1:{port}/healthz answers 200")
+    log = f"see {state.state_dir}/operator.log"
+    wait_until("the operator's /healthz and /readyz", lambda: all(map(answers, urls)), 120, log)
+    say(f"    operator is up and ready: {urls[0]} and {urls[1]} answer 200")
     return proc
 
 

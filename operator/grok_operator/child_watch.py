@@ -10,7 +10,8 @@ once per namespace, a thread per kind in child_cache.KINDS that:
     again; any other failure waits (1 s, doubling to 30 s) and LISTs again.
 
 Decoding and slimming happen in the thread; the loop only files the result (`call_soon_threadsafe`).
-A namespace is synced once every kind's first LIST has reached the store: a GrokDeployment's first
+A watch that fails is marked down until its next LIST succeeds (`health()`: the operator's
+readiness and metrics). A namespace is synced once every kind's first LIST has reached the store: a GrokDeployment's first
 pass awaits `synced(namespace)`, so it never mistakes children not yet listed for missing ones.
 
 Why not kopf's watches (kopf.index, kopf.on.event), which this replaces for the children: kopf
@@ -34,6 +35,7 @@ from grok_operator import constants as c
 from grok_operator.child_cache import KINDS
 from grok_operator.child_store import ChildStore
 from grok_operator.kube import ApiError, EventStream, KubeApi, Obj, collection_path
+from grok_operator.metrics import WatchHealth
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +67,9 @@ class ChildWatches:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._streams: set[EventStream] = set()
-        self._lock = threading.Lock()  # guards _streams (threads add, stop() closes)
+        self._lock = threading.Lock()  # guards _streams (threads add, stop() closes) and _failures
+        #: (kind, scope) → the last failure of a watch that is down (threads set and clear it).
+        self._failures: dict[tuple[str, str | None], str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def ensure(self, namespace: str | None) -> None:
@@ -91,6 +95,16 @@ class ChildWatches:
         self.ensure(scope)
         await self._scopes[scope].synced.wait()
 
+    def health(self) -> tuple[WatchHealth, ...]:
+        """Each started watch: listed yet, and its failure while it is down (on the loop)."""
+        with self._lock:
+            failures = dict(self._failures)
+        return tuple(
+            WatchHealth(kind, scope or "*", kind not in watched.pending, failures.get((kind, scope)))
+            for scope, watched in self._scopes.items()
+            for kind in KINDS
+        )
+
     def stop(self, timeout: float = 5.0) -> None:
         """End every watch thread (callable from any thread)."""
         self._stop.set()
@@ -112,6 +126,8 @@ class ChildWatches:
             try:
                 version = self._list(kind, namespace)
                 failures = 0
+                with self._lock:
+                    self._failures.pop((kind, namespace), None)
                 while not self._stop.is_set():
                     version = self._watch(kind, namespace, version)
             except VersionExpiredError:
@@ -121,6 +137,8 @@ class ChildWatches:
                     return
                 failures += 1
                 wait = min(RETRY_SECONDS[1], RETRY_SECONDS[0] * 2 ** (failures - 1))
+                with self._lock:
+                    self._failures[(kind, namespace)] = str(err)[:300]
                 logger.warning(
                     f"watching {kind} ({namespace or 'all namespaces'}) failed, again in {wait:.0f} s: {err}"
                 )

@@ -2,6 +2,7 @@
 
 grok-operator run [--namespace NS ... | --all-namespaces] [--peering NAME | --standalone]
                   [--priority N|random] [--peering-lifetime SECONDS] [--log-level LEVEL] [--log-format plain|json] [--liveness URL]
+                  [--metrics-address HOST:PORT]
 grok-operator crd            # the generated CRD YAML (what the chart ships)
 """
 
@@ -17,8 +18,13 @@ import sys
 from collections.abc import Sequence
 
 from grok_operator.crd import render_crd_yaml
+from grok_operator.http_port import parse_address
 from grok_operator.ratelimit import CreateLimits
 from grok_operator.runtime import PEERING_LIFETIME_SECONDS, OperatorConfig, serve
+
+#: /metrics and /readyz: every interface, like kopf's liveness endpoint, since the kubelet's probe
+#: and Prometheus reach a pod at its IP; the port beside the liveness port (8080).
+DEFAULT_METRICS_ADDRESS = "0.0.0.0:8081"
 
 
 class JsonFormatter(logging.Formatter):
@@ -125,6 +131,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="liveness endpoint for the pod's probes ('' to disable)",
     )
+    run.add_argument(
+        "--metrics-address",
+        type=lambda value: parse_address(value) if value else None,
+        default=parse_address(DEFAULT_METRICS_ADDRESS),
+        metavar="HOST:PORT",
+        help=f"where /metrics (Prometheus) and /readyz (the readiness probe) are served "
+        f"(default {DEFAULT_METRICS_ADDRESS}; '' for neither)",
+    )
     run.add_argument("--resync-seconds", type=float, default=30.0, help="re-check every object this often")
     run.add_argument("--workers", type=int, default=16, help="threads running reconcile passes")
     limits = CreateLimits()
@@ -186,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         peering_lifetime=args.peering_lifetime,
         resync_seconds=args.resync_seconds,
         liveness_endpoint=args.liveness or None,
+        metrics_address=args.metrics_address,
         workers=args.workers,
         create_limits=CreateLimits(
             rate=args.create_rate,

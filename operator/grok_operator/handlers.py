@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
+from collections import Counter as CountOf
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -54,6 +55,7 @@ from grok_operator.child_store import ChildStore
 from grok_operator.child_watch import ChildWatches
 from grok_operator.crd_skew import CrdCheck
 from grok_operator.kube import ApiError, KubeApi, Obj
+from grok_operator.metrics import OperatorMetrics, PassResult, Snapshot
 from grok_operator.ratelimit import CreateLimiter
 from grok_operator.reconcile import DeploymentMemory, Reconciler
 from grok_operator.refusals import ObjectGoneError
@@ -79,8 +81,6 @@ class OperatorState:
     cache: ChildCache = field(default_factory=ChildCache)
     #: The children's watches cover every namespace (`--all-namespaces`), not each object's own.
     all_namespaces: bool = False
-    #: Reconcile passes finished so far (loop-owned; tests and benchmarks read it).
-    passes: int = 0
     #: Passes that may run at once (the reconcile threads). A daemon takes a slot *before* it copies
     #: its object and children, so a pass never starts from a copy that aged in a queue.
     slots: PrioritySlots = field(default_factory=lambda: PrioritySlots(8))
@@ -92,6 +92,11 @@ class OperatorState:
     crd_going: bool = False
     #: Compares each generation of the installed CRD with this operator's (loop-owned).
     crd_check: CrdCheck = field(default_factory=CrdCheck)
+    #: The phase each running loop's last pass reported, "" before its first (loop-owned).
+    phases: dict[Key, str] = field(default_factory=dict)
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    #: The port /metrics and /readyz are served on (http_port.py), once bound; None: not served.
+    metrics_port: int | None = None
     #: The children as the watches delivered them, and the watches (loop-owned).
     store: ChildStore = field(init=False)
     watches: ChildWatches = field(init=False)
@@ -99,6 +104,32 @@ class OperatorState:
     def __post_init__(self) -> None:
         self.store = ChildStore(self.child_changed)
         self.watches = ChildWatches(self.api, self.store, all_namespaces=self.all_namespaces)
+        self.metrics.read_state_from(self.metrics_snapshot)
+
+    def metrics_snapshot(self) -> Snapshot:
+        """What /metrics and /readyz report (on the loop, which owns what it reads)."""
+        writes, failures = self.api.write_totals()
+        return Snapshot(
+            phases=CountOf(self.phases.values()),
+            writes=writes,
+            write_failures=failures,
+            slots_waiting=self.slots.waiting,
+            watches=self.watches.health(),
+        )
+
+    @property
+    def passes(self) -> int:
+        """Reconcile passes finished so far (tests and benchmarks read it)."""
+        value = self.metrics.registry.get_sample_value(
+            "grok_operator_reconcile_passes_total", {"result": PassResult.OK}
+        )
+        return int(value or 0)
+
+    def passed(self, key: Key, phase: str) -> None:
+        """A pass of `key`'s loop ended well, reporting `phase` ("" when it wrote no status)."""
+        self.metrics.passes.labels(PassResult.OK).inc()
+        if phase:
+            self.phases[key] = phase
 
     def child_changed(self, kind: str, key: Key, child: Obj, gone: bool) -> None:
         """A child's watch event: a Pod or StatefulSet that changed, or any child that went, wakes
@@ -148,6 +179,7 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
         memory = state.memories.setdefault(key, DeploymentMemory())
         failures = 0
         passed = False
+        state.phases.setdefault(key, "")
         try:
             await state.watches.synced(key[0])  # the first pass must see every child listed
             while not stopped:
@@ -167,6 +199,7 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
                         children = state.cache.observed(
                             key, state.store.index
                         )  # on the loop, which owns the store
+                        started = time.perf_counter()
                         outcome = await asyncio.to_thread(
                             reconciler.reconcile,
                             snapshot,
@@ -175,9 +208,10 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
                             now_iso=_now_iso(),
                             observed=children,
                         )
+                        state.metrics.pass_seconds.observe(time.perf_counter() - started)
                     failures = 0
                     passed = True
-                    state.passes += 1
+                    state.passed(key, outcome.phase)
                     if outcome.status_version is not None:
                         state.own_versions[key] = outcome.status_version
                     if outcome.writes:
@@ -191,10 +225,12 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
                     state.memories.pop(key, None)
                     return
                 except ApiError as err:
+                    state.metrics.passes.labels(PassResult.API_ERROR).inc()
                     failures += 1
                     wait = min(ERROR_BACKOFF_SECONDS[1], ERROR_BACKOFF_SECONDS[0] * 2 ** (failures - 1))
                     logger.warning(f"{key[0]}/{key[1]}: reconcile failed, retrying in {wait:.0f}s: {err}")
                 except Exception:  # never let one object's bug kill its loop; report and back off
+                    state.metrics.passes.labels(PassResult.CRASHED).inc()
                     failures += 1
                     wait = min(ERROR_BACKOFF_SECONDS[1], ERROR_BACKOFF_SECONDS[0] * 2 ** (failures - 1))
                     logger.exception(f"{key[0]}/{key[1]}: reconcile crashed, retrying in {wait:.0f}s")
@@ -203,6 +239,7 @@ def register(registry: kopf.OperatorRegistry, state: OperatorState) -> None:
         finally:
             state.wakers.pop(key, None)
             state.own_versions.pop(key, None)
+            state.phases.pop(key, None)
             if body.metadata.get("deletionTimestamp"):
                 state.memories.pop(key, None)
                 state.cache.written.forget(key)

@@ -6,7 +6,8 @@ streams, per child kind); `KubeApi.observe()` (four list calls by label, counted
 serves callers without one. The reconciler writes through `apply()` (server-side apply under the one field manager
 `grok-operator`), `delete()`, `patch_status()` and `post_event()`. Every write goes through
 `_write()`, which counts it: `writes` lets tests and benchmarks check that an idle operator
-writes nothing. The reconciler only calls a write when a rendered hash or the status differs.
+writes nothing, and `write_totals()` (answered and refused writes, by verb, kind and HTTP status)
+is what the operator's /metrics exports. The reconciler only calls a write when a rendered hash or the status differs.
 
 Requests go through the kubernetes client's REST layer with plain JSON dicts (no generated
 models), so one path serves every kind, including server-side apply's content type.
@@ -94,6 +95,8 @@ class KubeApi:
         self._client = k8s.ApiClient(configuration)
         self._lock = threading.Lock()
         self.write_counts: Counter[str] = Counter()
+        #: Writes the apiserver refused or failed, by (kind, HTTP status or "unanswered").
+        self.write_failures: Counter[tuple[str, str]] = Counter()
         self.namespace_writes: Counter[str] = Counter()
         #: LIST requests this client made (the operator's passes make none: they read the cache).
         self.list_calls = 0
@@ -112,6 +115,15 @@ class KubeApi:
     def thread_writes(self) -> int:
         """Write requests made so far by the calling thread."""
         return int(getattr(self.__dict__.get("_thread"), "writes", 0))
+
+    def write_totals(self) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+        """Copies of the write counters: answered writes by (verb, kind), failures by (kind, status)."""
+        answered: dict[tuple[str, str], int] = {}
+        with self._lock:
+            for key, count in self.write_counts.items():
+                verb, _, kind = key.partition(" ")
+                answered[(verb, kind)] = count
+            return answered, dict(self.write_failures)
 
     def writes_in(self, namespace: str) -> int:
         """Write requests made so far for objects in `namespace`."""
@@ -149,13 +161,22 @@ class KubeApi:
 
     def _write(self, verb: str, kind: str, method: str, path: str, **kwargs: Any) -> Obj:
         namespace = path.split("/namespaces/", 1)[1].split("/", 1)[0] if "/namespaces/" in path else ""
+        failure = ""
         try:
             return self._request(method, path, **kwargs)
+        except ApiError as err:
+            failure = str(err.status)
+            raise
+        except Exception:
+            failure = "unanswered"  # no HTTP answer: the connection failed or timed out
+            raise
         finally:
             # Counted once answered, so a reader never sees a write counted that has not landed yet.
             self._thread.writes = self.thread_writes + 1
             with self._lock:
                 self.write_counts[f"{verb} {kind}"] += 1
+                if failure:
+                    self.write_failures[(kind, failure)] += 1
                 self.namespace_writes[namespace] += 1
                 # A Secret's body is a key: never kept, not even for a failure message.
                 body = "(secret data)" if kind == "Secret" else json.dumps(kwargs.get("body"))[:800]

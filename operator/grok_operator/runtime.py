@@ -2,8 +2,9 @@
 
 Data flow: `OperatorConfig` (from `grok-operator run` flags, or a test) → a fresh kopf registry
 with our handlers (handlers.py), kopf settings (peering, logging, no log-to-Event posting), a login
-handler that hands kopf the same credentials our `KubeApi` uses → `kopf.operator()` until the stop
-flag is set. `run_in_thread()` is how integration tests embed a real operator in-process.
+handler that hands kopf the same credentials our `KubeApi` uses → the /metrics and /readyz port
+(http_port.py) and the child watches of the namespaces named on the command line are started →
+`kopf.operator()` until the stop flag is set. `run_in_thread()` is how integration tests embed a real operator in-process.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +22,7 @@ from kubernetes import client as k8s
 
 from grok_operator import constants as c
 from grok_operator.handlers import OperatorState, register
+from grok_operator.http_port import HttpPort
 from grok_operator.kube import KubeApi, load_configuration
 from grok_operator.ratelimit import CreateLimiter, CreateLimits
 from grok_operator.slots import PrioritySlots
@@ -27,6 +30,8 @@ from grok_operator.slots import PrioritySlots
 #: Seconds after its last keep-alive that a peer counts as dead: a standby takes over this long after
 #: the active operator stops (kopf's default is 60; each replica then writes its keep-alive every 5-10 s).
 PEERING_LIFETIME_SECONDS = 15
+#: A namespace name, not one of kopf's patterns (globs, negations, comma-separated lists).
+_LITERAL_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,8 @@ class OperatorConfig:
     peering_lifetime: int = PEERING_LIFETIME_SECONDS
     resync_seconds: float = 30.0
     liveness_endpoint: str | None = None
+    #: Where /metrics and /readyz are served (host, port; port 0 picks one); None: not served.
+    metrics_address: tuple[str, int] | None = None
     #: Worker threads running reconcile passes (Kubernetes calls block; a pass is mostly waiting
     #: on the apiserver, so more threads than cores).
     workers: int = 16
@@ -139,6 +146,10 @@ async def serve(
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="reconcile")
     )
+    port = HttpPort(state.metrics, state.metrics_snapshot) if config.metrics_address else None
+    if port is not None and config.metrics_address is not None:
+        state.metrics_port = await port.start(*config.metrics_address)
+    _watch_children_of(config, state)
     try:
         await kopf.operator(
             registry=registry,
@@ -153,8 +164,23 @@ async def serve(
             ready_flag=ready_flag,
         )
     finally:
+        if port is not None:
+            await port.stop()
         state.watches.stop()
         state.api.close()
+
+
+def _watch_children_of(config: OperatorConfig, state: OperatorState) -> None:
+    """Start the child watches of every namespace the operator is told to watch by name, before
+    any GrokDeployment arrives, so readiness reports a watch that cannot list (RBAC) at once and a
+    first pass finds its namespace listed. A pattern (kopf's globs) is watched when an object in
+    a namespace it matches first runs its loop."""
+    if config.all_namespaces:
+        state.watches.ensure(None)
+        return
+    for namespace in config.namespaces:
+        if _LITERAL_NAMESPACE.fullmatch(namespace):
+            state.watches.ensure(namespace)
 
 
 class OperatorThread:

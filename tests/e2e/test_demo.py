@@ -283,7 +283,7 @@ def test_secret_volumes_and_empty_dirs_become_local_folders_and_the_config_follo
         )
 
 
-def test_the_operator_runs_with_the_deployments_args_and_a_loopback_liveness_port() -> None:
+def test_the_operator_runs_with_the_deployments_args_and_its_listeners_on_loopback() -> None:
     deployment = {
         "spec": {
             "template": {
@@ -291,16 +291,32 @@ def test_the_operator_runs_with_the_deployments_args_and_a_loopback_liveness_por
                     "containers": [
                         {
                             "command": ["grok-operator"],
-                            "args": ["run", "--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz"],
+                            "args": [
+                                "run",
+                                "--liveness=http://0.0.0.0:8080/healthz",
+                                "--metrics-address=0.0.0.0:8081",
+                                "--all-namespaces",
+                            ],
                         }
                     ]
                 }
             }
         }
     }
-    argv = operator_argv(deployment, 4321)
+    argv = operator_argv(deployment, 4321, 4322)
     assert Path(argv[0]).name == "grok-operator"
-    assert argv[1:] == ["run", "--all-namespaces", "--liveness=http://127.0.0.1:4321/healthz"]
+    assert argv[1:] == [
+        "run",
+        "--all-namespaces",
+        "--liveness=http://127.0.0.1:4321/healthz",
+        "--metrics-address=127.0.0.1:4322",
+    ]
+    # A Deployment without the flags still gets loopback listeners (the flags' defaults bind every interface).
+    deployment["spec"]["template"]["spec"]["containers"][0]["args"] = ["run", "--all-namespaces"]
+    assert operator_argv(deployment, 1, 2)[-2:] == [
+        "--liveness=http://127.0.0.1:1/healthz",
+        "--metrics-address=127.0.0.1:2",
+    ]
     deployment["spec"]["template"]["spec"]["containers"][0]["command"] = ["sleep"]
     with pytest.raises(DemoError, match="does not run grok-operator"):
         operator_argv(deployment, 1)

@@ -193,17 +193,19 @@ def helm_test_pod(cluster: Any) -> dict[str, Any]:
     return docs[0]
 
 
-def run_helm_test_check(pod: dict[str, Any], url: str, attempts: int) -> subprocess.CompletedProcess[str]:
-    """Run the test pod's own command here, pointed at `url` (no container runs on this machine)."""
+def run_helm_test_check(
+    pod: dict[str, Any], urls: list[str], attempts: int
+) -> subprocess.CompletedProcess[str]:
+    """Run the test pod's own command here, pointed at `urls` (no container runs on this machine)."""
     container = pod["spec"]["containers"][0]
     command = [sys.executable if c == "python" else c for c in container["command"]]
-    env = {**os.environ, "HEALTH_URL": url, "HEALTH_ATTEMPTS": str(attempts)}
+    env = {**os.environ, "CHECK_URLS": " ".join(urls), "CHECK_ATTEMPTS": str(attempts)}
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_the_helm_test_pod_fails_when_the_operator_does_not_answer(cluster: Any) -> None:
     result = run_helm_test_check(
-        helm_test_pod(cluster), f"http://127.0.0.1:{free_port()}/healthz", attempts=1
+        helm_test_pod(cluster), [f"http://127.0.0.1:{free_port()}/healthz"], attempts=1
     )
     assert result.returncode == 1
     assert "operator is NOT up" in result.stderr
@@ -236,7 +238,7 @@ class Operator:
         self.release = f"grok-it-{suffix}"
         self.release_ns = f"grok-chart-system-{suffix}"
         self.proc: subprocess.Popen[bytes] | None = None
-        self.liveness_port = 0
+        self.liveness_port = self.metrics_port = 0
         self.args: list[str] = []
         self.proxy: RecordingProxy | None = None
         self.kubeconfig = tmp / "operator-kubeconfig"
@@ -273,21 +275,28 @@ class Operator:
         return result
 
     def start(self) -> None:
-        self.liveness_port = free_port()
-        argv = operator_argv(self.deployment(), self.liveness_port)
+        self.liveness_port, self.metrics_port = free_port(), free_port()
+        argv = operator_argv(self.deployment(), self.liveness_port, self.metrics_port)
         self.args = argv[1:]
         log = open(self.tmp / "operator.log", "ab")  # noqa: SIM115 (owned by the child)
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-        wait_for("the operator's /healthz", self.healthy, 60)
+        # Ready means every child watch listed its objects with the chart's RBAC (through the proxy).
+        wait_for("the operator's /healthz and /readyz", lambda: all(map(self.answers, self.urls())), 60)
 
-    def healthy(self) -> bool:
+    def urls(self) -> list[str]:
+        """Its liveness, readiness and metrics endpoints, as the chart's test pod asks them."""
+        return [
+            f"http://127.0.0.1:{self.liveness_port}/healthz",
+            f"http://127.0.0.1:{self.metrics_port}/readyz",
+            f"http://127.0.0.1:{self.metrics_port}/metrics",
+        ]
+
+    def answers(self, url: str) -> bool:
         assert self.proc is not None
         assert self.proc.poll() is None, f"operator exited:\n{self.log_tail()}"
         try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=2
-            ) as response:
+            with urllib.request.urlopen(url, timeout=2) as response:
                 return bool(response.status == 200)
         except OSError:
             return False
@@ -520,7 +529,7 @@ def test_helm_upgrade_with_a_changed_value_reaches_the_operator(cluster: Any, in
 
 def test_the_helm_test_pod_passes_against_the_running_operator(cluster: Any, installed: Operator) -> None:
     pod = helm_test_pod(cluster)
-    result = run_helm_test_check(pod, f"http://127.0.0.1:{installed.liveness_port}/healthz", attempts=5)
+    result = run_helm_test_check(pod, installed.urls(), attempts=5)
     assert result.returncode == 0, result.stderr
     assert "operator is up" in result.stdout
 

@@ -174,9 +174,12 @@ def operator_fixture(cluster: Any) -> Iterator[OperatorThread]:
         operator.stop()
 
 
-def start_operator_process(cluster: Any, namespace: str, liveness: str = "") -> subprocess.Popen[str]:
+def start_operator_process(
+    cluster: Any, namespace: str, liveness: str = "", metrics: str = ""
+) -> subprocess.Popen[str]:
     """`python -m grok_operator run` as users start it, for one namespace, with JSON logs on its
-    stderr (a pipe, unbuffered); `liveness` is its --liveness URL ('' for none)."""
+    stderr (a pipe, unbuffered); `liveness` is its --liveness URL and `metrics` its
+    --metrics-address ('' for none)."""
     argv = [
         sys.executable,
         "-m",
@@ -187,6 +190,7 @@ def start_operator_process(cluster: Any, namespace: str, liveness: str = "") -> 
         "--log-format=json",
         "--log-level=INFO",
         f"--liveness={liveness}",
+        f"--metrics-address={metrics}",
         f"--kubeconfig={cluster.kubeconfig}",
     ]
     return subprocess.Popen(

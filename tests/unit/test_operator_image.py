@@ -102,8 +102,10 @@ def test_the_wheel_has_only_the_operator_script_and_no_heavy_dependency(wheel: P
     meta = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
     requires = Parser().parsestr(archive.read(meta).decode()).get_all("Requires-Dist") or []
     names = {r.split(">")[0].split("<")[0].split("=")[0].split("[")[0].strip().lower() for r in requires}
-    # annotated-types: the constraint markers of the shared ModelDims (pydantic depends on it too)
-    assert names == {"kopf", "kubernetes", "pydantic", "annotated-types", "pyyaml"}
+    # annotated-types: the constraint markers of the shared ModelDims (pydantic depends on it too);
+    # aiohttp and prometheus-client: the /metrics and /readyz port (http_port.py)
+    expected = {"kopf", "kubernetes", "pydantic", "annotated-types", "pyyaml", "aiohttp", "prometheus-client"}
+    assert names == expected
     assert not names & set(HEAVY)
 
 

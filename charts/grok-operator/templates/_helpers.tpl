@@ -80,6 +80,11 @@ annotations:
 {{- if not .Values.watch.namespaces }}true{{- end }}
 {{- end }}
 
+{{/* The Service's port for /metrics and /readyz: metrics.service.port when metrics.enabled. */}}
+{{- define "grok-operator.metricsServicePort" -}}
+{{- ternary .Values.metrics.service.port .Values.metrics.port .Values.metrics.enabled }}
+{{- end }}
+
 {{/*
 The `grok-operator run` arguments. The demo and the integration tests read them back from the rendered
 Deployment and start the operator in-process with exactly these, so what is tested is what is deployed.
@@ -104,6 +109,7 @@ Deployment and start the operator in-process with exactly these, so what is test
 - --log-level={{ upper .Values.logging.level }}
 - --log-format={{ .Values.logging.format }}
 - --liveness=http://0.0.0.0:{{ .Values.health.port }}/healthz
+- --metrics-address=0.0.0.0:{{ .Values.metrics.port }}
 - --create-rate={{ .Values.createLimits.rate }}
 - --create-burst={{ .Values.createLimits.burst }}
 - --deployment-create-rate={{ .Values.createLimits.perDeploymentRate }}
@@ -112,6 +118,9 @@ Deployment and start the operator in-process with exactly these, so what is test
 
 {{/* Fail early, with the fix, on value combinations the schema cannot express. */}}
 {{- define "grok-operator.validate" -}}
+{{- if eq (int .Values.health.port) (int .Values.metrics.port) }}
+{{- fail (printf "health.port and metrics.port are both %d: the liveness endpoint and /metrics + /readyz need ports of their own; change one" (int .Values.health.port)) }}
+{{- end }}
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.peering.enabled) }}
 {{- fail "replicaCount > 1 needs peering.enabled=true: without kopf peering every operator pod would act on the same GrokDeployments at once" }}
 {{- end }}
