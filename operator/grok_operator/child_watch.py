@@ -11,8 +11,9 @@ once per namespace, a thread per kind in child_cache.KINDS that:
 
 Decoding and slimming happen in the thread; the loop only files the result (`call_soon_threadsafe`).
 A watch that fails is marked down until its next LIST succeeds (`health()`: the operator's
-readiness and metrics). A namespace is synced once every kind's first LIST has reached the store: a GrokDeployment's first
-pass awaits `synced(namespace)`, so it never mistakes children not yet listed for missing ones.
+readiness and metrics). A namespace is synced once every kind's first LIST has reached the store:
+a GrokDeployment's first pass awaits `synced(namespace)`, so it never mistakes children not yet
+listed for missing ones.
 
 Why not kopf's watches (kopf.index, kopf.on.event), which this replaces for the children: kopf
 runs every event through its handler machinery (an object memory, a patch, loggers, cause

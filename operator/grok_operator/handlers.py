@@ -42,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-from collections import Counter as CountOf
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -95,8 +95,6 @@ class OperatorState:
     #: The phase each running loop's last pass reported, "" before its first (loop-owned).
     phases: dict[Key, str] = field(default_factory=dict)
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
-    #: The port /metrics and /readyz are served on (http_port.py), once bound; None: not served.
-    metrics_port: int | None = None
     #: The children as the watches delivered them, and the watches (loop-owned).
     store: ChildStore = field(init=False)
     watches: ChildWatches = field(init=False)
@@ -110,7 +108,7 @@ class OperatorState:
         """What /metrics and /readyz report (on the loop, which owns what it reads)."""
         writes, failures = self.api.write_totals()
         return Snapshot(
-            phases=CountOf(self.phases.values()),
+            phases=Counter(self.phases.values()),
             writes=writes,
             write_failures=failures,
             slots_waiting=self.slots.waiting,

@@ -6,8 +6,9 @@ streams, per child kind); `KubeApi.observe()` (four list calls by label, counted
 serves callers without one. The reconciler writes through `apply()` (server-side apply under the one field manager
 `grok-operator`), `delete()`, `patch_status()` and `post_event()`. Every write goes through
 `_write()`, which counts it: `writes` lets tests and benchmarks check that an idle operator
-writes nothing, and `write_totals()` (answered and refused writes, by verb, kind and HTTP status)
-is what the operator's /metrics exports. The reconciler only calls a write when a rendered hash or the status differs.
+writes nothing, and `write_totals()` (answered and refused writes, by verb, kind and HTTP
+status) is what the operator's /metrics exports. The reconciler only calls a write when a
+rendered hash or the status differs.
 
 Requests go through the kubernetes client's REST layer with plain JSON dicts (no generated
 models), so one path serves every kind, including server-side apply's content type.

@@ -146,9 +146,10 @@ async def serve(
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="reconcile")
     )
-    port = HttpPort(state.metrics, state.metrics_snapshot) if config.metrics_address else None
-    if port is not None and config.metrics_address is not None:
-        state.metrics_port = await port.start(*config.metrics_address)
+    port = None
+    if config.metrics_address is not None:
+        port = HttpPort(state.metrics, state.metrics_snapshot)
+        await port.start(*config.metrics_address)
     _watch_children_of(config, state)
     try:
         await kopf.operator(
