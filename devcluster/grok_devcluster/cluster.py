@@ -12,6 +12,7 @@ failing process's log. `stop_cluster()` does the reverse, by pid, from the state
 from __future__ import annotations
 
 import atexit
+import ipaddress
 import os
 import shutil
 import ssl
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .binaries import ALL_BINARIES, ensure_binaries
-from .components import KWOK_CONFIG, ComponentSpec, component_specs
+from .components import KWOK_CONFIG, SERVICE_CLUSTER_IP_RANGE, ComponentSpec, component_specs
 from .handle import ClusterHandle
 from .images import BuiltImage
 from .kubeconfig import render_kubeconfig, write_kubeconfig
@@ -52,6 +53,9 @@ from .realnode import (
 )
 from .state import RunState, forget_state, load_state, save_state
 
+#: The smallest ClusterIP range a cluster may be given: 16 addresses, 14 of them usable.
+MAX_SERVICE_PREFIX = 28
+
 
 class ClusterError(RuntimeError):
     """The cluster could not be started or stopped; the message says what to do."""
@@ -72,12 +76,33 @@ class ClusterOptions:
     # A real node (kubelet, containerd, kube-proxy, CoreDNS) next to the fake GPU nodes: realnode.py.
     real_node: bool = False
     node_network: NodeNetwork = field(default_factory=NodeNetwork)
+    #: The Services' ClusterIP range: the default's first /N (a smaller one runs out sooner, for
+    #: tests of what a full range does), so the `kubernetes` Service keeps its address.
+    service_range: str = SERVICE_CLUSTER_IP_RANGE
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"cluster name {self.name!r} must be non-empty letters, digits, '-' or '_'")
         if self.gpu_nodes < 0:
             raise ValueError(f"gpu_nodes must be >= 0, got {self.gpu_nodes}")
+        check_service_range(self.service_range)
+
+
+def check_service_range(service_range: str) -> None:
+    """Refuse a ClusterIP range that does not start where the default does (the `kubernetes`
+    Service's address, in the serving certificate, is its first host) or is too small to hold it."""
+    default = ipaddress.IPv4Network(SERVICE_CLUSTER_IP_RANGE)
+    try:
+        network = ipaddress.ip_network(service_range)
+    except ValueError as err:
+        raise ValueError(f"service_range {service_range!r}: {err}") from err
+    if not (isinstance(network, ipaddress.IPv4Network) and network.subnet_of(default)):
+        raise ValueError(f"service_range {service_range!r} must be a subnet of {SERVICE_CLUSTER_IP_RANGE}")
+    if network.network_address != default.network_address or network.prefixlen > MAX_SERVICE_PREFIX:
+        raise ValueError(
+            f"service_range {service_range!r} must start at {default.network_address} and be a "
+            f"/{MAX_SERVICE_PREFIX} or larger (the `kubernetes` Service takes its first host)"
+        )
 
 
 class DevCluster:
@@ -396,7 +421,7 @@ def _start_once(options: ClusterOptions, binaries: Mapping[str, Path], started: 
         startup = _Startup(cluster, layout, options, started, binaries)
         startup.reached("certificates")
         startup.run(
-            component_specs(binaries, layout, ports, api_address),
+            component_specs(binaries, layout, ports, api_address, options.service_range),
             client_tls(pki.ca_cert, pki.admin_cert, pki.admin_key),
         )
         if options.kueue:

@@ -51,7 +51,13 @@ def etcd_argv(binary: Path, layout: RunLayout, ports: Ports) -> list[str]:
     ]
 
 
-def apiserver_argv(binary: Path, layout: RunLayout, ports: Ports, address: str = "127.0.0.1") -> list[str]:
+def apiserver_argv(
+    binary: Path,
+    layout: RunLayout,
+    ports: Ports,
+    address: str = "127.0.0.1",
+    service_range: str = SERVICE_CLUSTER_IP_RANGE,
+) -> list[str]:
     """The API server on loopback; with a real node, on the bridge address (`address`) instead, so
     that pods reach it through the `kubernetes` Service and it reaches the kubelet."""
     pki = layout.pki
@@ -67,7 +73,7 @@ def apiserver_argv(binary: Path, layout: RunLayout, ports: Ports, address: str =
         f"--tls-private-key-file={pki / 'apiserver.key'}",
         f"--client-ca-file={pki / 'ca.crt'}",
         "--authorization-mode=RBAC",
-        f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+        f"--service-cluster-ip-range={service_range}",
         "--allow-privileged=true",
         f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
         f"--service-account-key-file={pki / 'sa.pub'}",
@@ -104,7 +110,9 @@ def _client_flags(layout: RunLayout) -> list[str]:
     ]
 
 
-def controller_manager_argv(binary: Path, layout: RunLayout, ports: Ports) -> list[str]:
+def controller_manager_argv(
+    binary: Path, layout: RunLayout, ports: Ports, service_range: str = SERVICE_CLUSTER_IP_RANGE
+) -> list[str]:
     pki = layout.pki
     return [
         str(binary),
@@ -115,7 +123,7 @@ def controller_manager_argv(binary: Path, layout: RunLayout, ports: Ports) -> li
         f"--root-ca-file={pki / 'ca.crt'}",
         f"--cluster-signing-cert-file={pki / 'ca.crt'}",
         f"--cluster-signing-key-file={pki / 'ca.key'}",
-        f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+        f"--service-cluster-ip-range={service_range}",
         # Controllers act with the admin identity: one client, no per-controller token round trips.
         "--use-service-account-credentials=false",
         # kwok heartbeats from the same two cores as everything else; under a busy test run a late
@@ -168,7 +176,11 @@ KWOK_CONFIG = (
 
 
 def component_specs(
-    binaries: Mapping[str, Path], layout: RunLayout, ports: Ports, api_address: str = "127.0.0.1"
+    binaries: Mapping[str, Path],
+    layout: RunLayout,
+    ports: Ports,
+    api_address: str = "127.0.0.1",
+    service_range: str = SERVICE_CLUSTER_IP_RANGE,
 ) -> list[ComponentSpec]:
     """Every process of the control plane, in start order."""
     return [
@@ -180,13 +192,13 @@ def component_specs(
         ),
         ComponentSpec(
             "kube-apiserver",
-            tuple(apiserver_argv(binaries["kube-apiserver"], layout, ports, api_address)),
+            tuple(apiserver_argv(binaries["kube-apiserver"], layout, ports, api_address, service_range)),
             f"https://{api_address}:{ports.apiserver}/readyz",
             needs_apiserver=False,
         ),
         ComponentSpec(
             "kube-controller-manager",
-            tuple(controller_manager_argv(binaries["kube-controller-manager"], layout, ports)),
+            tuple(controller_manager_argv(binaries["kube-controller-manager"], layout, ports, service_range)),
             f"https://127.0.0.1:{ports.controller_manager}/healthz",
             needs_apiserver=True,
         ),

@@ -7,7 +7,8 @@ GrokDeployment's fault and fixes itself when the cluster frees room, so it is re
 status (phase Pending) of every GrokDeployment it blocks, and retried at a steady pace.
 
 Recognized: the Service ClusterIP range is full (the apiserver answers 500 "failed to allocate a
-serviceIP: range is full"); every GrokDeployment's client Service takes one ClusterIP.
+serviceIP: range is full", kube-apiserver 1.34's own answer in tests/integration/
+test_operator_service_range.py); every GrokDeployment's client Service takes one ClusterIP.
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ import yaml
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from grok_devcluster.components import component_specs
+from grok_devcluster.cluster import ClusterOptions
+from grok_devcluster.components import SERVICE_CLUSTER_IP_RANGE, component_specs
 from grok_devcluster.kubeconfig import render_kubeconfig, write_kubeconfig
 from grok_devcluster.layout import Ports, RunLayout
 from grok_devcluster.nodes import GpuNodeSpec, render_gpu_node
@@ -142,6 +143,32 @@ def test_gpu_node_carries_kwok_annotation_taint_labels_and_gpu_capacity() -> Non
 def test_a_negative_gpu_count_is_rejected_naming_the_field() -> None:
     with pytest.raises(ValueError, match=r"GpuNodeSpec\.gpus must be >= 0"):
         GpuNodeSpec(gpus=-1)
+
+
+def test_both_controllers_get_the_service_range_a_cluster_is_given(tmp_path: Path) -> None:
+    specs = {
+        s.name: s.argv
+        for s in component_specs(BINARIES, RunLayout(tmp_path), PORTS, service_range="10.0.0.0/28")
+    }
+    for name in ("kube-apiserver", "kube-controller-manager"):
+        assert _flags(specs[name])["service-cluster-ip-range"] == "10.0.0.0/28"
+    default = {s.name: s.argv for s in component_specs(BINARIES, RunLayout(tmp_path), PORTS)}
+    assert _flags(default["kube-apiserver"])["service-cluster-ip-range"] == SERVICE_CLUSTER_IP_RANGE
+
+
+@pytest.mark.parametrize(
+    ("service_range", "says"),
+    [
+        ("10.0.1.0/28", "must start at 10.0.0.0"),
+        ("10.0.0.0/30", "a /28 or larger"),
+        ("10.1.0.0/16", "subnet of 10.0.0.0/16"),
+        ("fd00::/112", "subnet of 10.0.0.0/16"),
+        ("ten", "does not appear to be"),
+    ],
+)
+def test_a_service_range_the_kubernetes_service_cannot_keep_is_refused(service_range: str, says: str) -> None:
+    with pytest.raises(ValueError, match=f"service_range {service_range!r}.*{says}"):
+        ClusterOptions(service_range=service_range)
 
 
 def test_pki_signs_a_loopback_serving_cert_and_a_system_masters_admin(tmp_path: Path) -> None:
