@@ -120,6 +120,9 @@ class Reason:
     POD_CREATION_FAILED: Final = "PodCreationFailed"
     #: The cluster refused a child for lack of a shared resource (no free Service ClusterIP).
     SERVICE_IPS_EXHAUSTED: Final = "ServiceIPsExhausted"
+    #: A ResourceQuota of the namespace refused a child the operator writes (a Service, a
+    #: ConfigMap, a StatefulSet...); pods the quota refuses are PodCreationFailed.
+    QUOTA_EXCEEDED: Final = "QuotaExceeded"
 
 
 class EventReason:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from grok_operator.kube import ApiError
 
 #: How long a refused spec waits before the operator tries its children again unchanged (a
-#: dependency such as an admission webhook or a quota may have changed in the meantime).
+#: dependency such as an admission webhook may have changed in the meantime; a full quota is a
+#: shortage, shortages.py, retried sooner).
 REFUSAL_RETRY_SECONDS = 300.0
 #: Statuses that will not change on retry: bad request, forbidden, method/size/type refused, invalid.
 PERMANENT_STATUSES = frozenset({400, 403, 405, 413, 415, 422})

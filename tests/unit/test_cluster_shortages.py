@@ -3,11 +3,13 @@
 The in-memory API answers a Service create as the kube-apiserver does when its ClusterIP range is
 full (HTTP 500, "failed to allocate a serviceIP: range is full"); the pass must report it in the
 status (phase Pending, reason ServiceIPsExhausted, the fix named), retry later, and go on once room
-is free. Other errors stay errors.
+is free. A namespace's ResourceQuota without room (HTTP 403, "exceeded quota") is the same
+kind of story (reason QuotaExceeded), not a refusal of the spec. Other errors stay errors.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -60,3 +62,33 @@ def test_other_refusals_stay_errors() -> None:
     with pytest.raises(ApiError):
         Reconciler(api).reconcile(body(api), DeploymentMemory(), now=1.0, now_iso="2026-01-01T00:00:00Z")
     assert cluster_shortage(ApiError("PATCH", "/x", 500, FULL), "ConfigMap", "x") is None
+
+
+#: kube-apiserver's answer to a write a ResourceQuota has no room for (tests/integration/test_operator_quota.py).
+OVER_QUOTA = json.dumps(
+    {
+        "kind": "Status",
+        "status": "Failure",
+        "reason": "Forbidden",
+        "code": 403,
+        "message": 'services "chat" is forbidden: exceeded quota: team, requested: services=1, '
+        "used: services=0, limited: services=0",
+    }
+)
+
+
+def test_a_full_quota_is_a_shortage_with_the_servers_words_not_a_refusal_of_the_spec() -> None:
+    api, memory = FullRangeApi(OVER_QUOTA, 403), DeploymentMemory()
+    outcome = Reconciler(api).reconcile(body(api), memory, now=1.0, now_iso="2026-01-01T00:00:00Z")
+    assert api.status["phase"] == c.Phase.PENDING
+    ready = next(cond for cond in api.status["conditions"] if cond["type"] == "Ready")
+    assert ready["reason"] == c.Reason.QUOTA_EXCEEDED
+    assert "exceeded quota: team, requested: services=1" in ready["message"]
+    assert "raise that quota" in ready["message"]
+    assert outcome.requeue_after is not None
+
+
+def test_a_403_that_is_no_quota_stays_a_refusal() -> None:
+    rbac = '{"kind":"Status","message":"services \\"chat\\" is forbidden: User \\"x\\" cannot patch"}'
+    assert cluster_shortage(ApiError("PATCH", "/x", 403, rbac), "Service", "chat") is None
+    assert cluster_shortage(ApiError("PATCH", "/x", 500, OVER_QUOTA), "Service", "chat") is None
