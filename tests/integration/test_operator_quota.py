@@ -44,12 +44,7 @@ def _blocked(kube: Kube, hard: dict[str, str], name: str, reason: str) -> dict[s
     _quota(kube, hard)
     wait_for("the quota to be counted", lambda: (kube.get("resourcequota", "team") or {}).get("status"))
     kube.apply(_one_host(name, kube.namespace))
-
-    def condition() -> dict[str, Any] | None:
-        ready = kube.condition(name, "Ready")
-        return ready if ready.get("reason") == reason else None
-
-    return wait_for(f"{name}'s Ready condition to say {reason}", condition, 60)
+    return kube.wait_reason(name, reason)
 
 
 def test_a_quota_on_the_operators_own_children_is_reported_and_clears_when_raised(kube: Kube) -> None:

@@ -36,14 +36,6 @@ TINY_DIMENSIONS = {
 }
 
 
-def _wait_reason(kube: Kube, name: str, reason: str) -> dict[str, Any]:
-    def ready_condition() -> dict[str, Any] | None:
-        cond = kube.condition(name, "Ready")
-        return cond if cond.get("reason") == reason else None
-
-    return wait_for(f"{name}'s Ready condition to say {reason}", ready_condition, 60)
-
-
 def test_grok1_on_two_24gb_gpus_is_refused_with_the_numbers_and_no_pods(kube: Kube) -> None:
     kube.apply(
         manifest(
@@ -53,7 +45,7 @@ def test_grok1_on_two_24gb_gpus_is_refused_with_the_numbers_and_no_pods(kube: Ku
             topology={"hostsPerReplica": 1, "gpusPerHost": 2, "gpuMemory": "24Gi"},
         )
     )
-    ready = _wait_reason(kube, "tight", c.Reason.INSUFFICIENT_DEVICE_MEMORY)
+    ready = kube.wait_reason("tight", c.Reason.INSUFFICIENT_DEVICE_MEMORY)
     assert ready["status"] == "False"
     assert "24.0 GiB" in ready["message"], ready["message"]
     assert "weights" in ready["message"], ready["message"]
@@ -76,7 +68,7 @@ def test_more_gpus_per_host_than_any_node_has_is_reported_as_unschedulable(kube:
     kube.apply(
         manifest("huge", kube.namespace, replicas=1, topology={"hostsPerReplica": 1, "gpusPerHost": 16})
     )
-    ready = _wait_reason(kube, "huge", c.Reason.UNSCHEDULABLE)
+    ready = kube.wait_reason("huge", c.Reason.UNSCHEDULABLE)
     assert "nvidia.com/gpu" in ready["message"], ready["message"]
     assert "cannot be scheduled" in ready["message"]
     status = kube.gd("huge")["status"]
@@ -163,7 +155,7 @@ def test_invalid_specs_are_reported_in_a_condition_without_a_hot_loop(
     kube: Kube, operator: OperatorThread, case: str, spec: dict[str, Any], field: str, fix: str
 ) -> None:
     kube.apply(small("bad", kube.namespace, **spec))
-    ready = _wait_reason(kube, "bad", c.Reason.INVALID_SPEC)
+    ready = kube.wait_reason("bad", c.Reason.INVALID_SPEC)
     assert field in ready["message"], f"{case}: {ready['message']}"
     assert fix in ready["message"], f"{case}: {ready['message']}"
     assert kube.gd("bad")["status"]["phase"] == "Invalid"

@@ -93,10 +93,6 @@ def _one_host(name: str, namespace: str, **serving: Any) -> dict[str, Any]:
     )
 
 
-def _reason(kube: Kube, name: str) -> str:
-    return str(kube.condition(name, "Ready").get("reason", ""))
-
-
 def test_a_full_range_shows_in_the_status_and_both_named_fixes_work(small_range: Any) -> None:
     namespace = f"t-{uuid.uuid4().hex[:10]}"
     small_range.kubectl("create", "namespace", namespace)
@@ -105,11 +101,7 @@ def test_a_full_range_shows_in_the_status_and_both_named_fixes_work(small_range:
 
     kube.apply(_one_host("blocked", namespace))
     kube.apply(_one_host("headless", namespace, clientService="Headless"))
-    wait_for(
-        "blocked to report the full range",
-        lambda: _reason(kube, "blocked") == c.Reason.SERVICE_IPS_EXHAUSTED or None,
-        60,
-    )
+    kube.wait_reason("blocked", c.Reason.SERVICE_IPS_EXHAUSTED)
     status = kube.gd("blocked")["status"]
     assert status["phase"] == c.Phase.PENDING
     message = kube.condition("blocked", "Ready")["message"]

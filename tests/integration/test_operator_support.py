@@ -111,6 +111,15 @@ class Kube:
                 return dict(cond)
         return {}
 
+    def wait_reason(self, name: str, reason: str, timeout: float = 60.0) -> dict[str, Any]:
+        """Wait for `name`'s Ready condition to carry `reason`; that condition."""
+
+        def ready() -> dict[str, Any] | None:
+            condition = self.condition(name, "Ready")
+            return condition if condition.get("reason") == reason else None
+
+        return wait_for(f"{name}'s Ready condition to say {reason}", ready, timeout)
+
     def pods(self, name: str) -> list[dict[str, Any]]:
         return self.items("pods", f"{c.LABEL_DEPLOYMENT}={name}")
 

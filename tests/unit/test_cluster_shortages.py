@@ -17,13 +17,15 @@ from test_operator_reconcile import MemoryApi, body
 
 from grok_operator import constants as c
 from grok_operator.kube import ApiError
-from grok_operator.reconcile import DeploymentMemory, Reconciler
+from grok_operator.reconcile import DeploymentMemory, Outcome, Reconciler
 from grok_operator.shortages import cluster_shortage
 
 FULL = '{"kind":"Status","message":"Internal error occurred: failed to allocate a serviceIP: range is full"}'
 
 
-class FullRangeApi(MemoryApi):
+class RefusingServicesApi(MemoryApi):
+    """Refuses every ClusterIP Service with `answer` while `full` is set (a full range by default)."""
+
     def __init__(self, answer: str = FULL, status: int = 500) -> None:
         super().__init__()
         self.full = True
@@ -37,11 +39,18 @@ class FullRangeApi(MemoryApi):
         return super().apply(obj)
 
 
-def test_a_full_service_range_shows_in_the_status_and_clears_when_room_is_free() -> None:
-    api, memory = FullRangeApi(), DeploymentMemory()
+def _first_pass(api: RefusingServicesApi, memory: DeploymentMemory) -> tuple[Outcome, dict[str, Any]]:
+    """A pass against the refusing API: it must end Pending; its outcome and Ready condition."""
     outcome = Reconciler(api).reconcile(body(api), memory, now=1.0, now_iso="2026-01-01T00:00:00Z")
     assert api.status["phase"] == c.Phase.PENDING
     ready = next(cond for cond in api.status["conditions"] if cond["type"] == "Ready")
+    assert outcome.requeue_after is not None
+    return outcome, ready
+
+
+def test_a_full_service_range_shows_in_the_status_and_clears_when_room_is_free() -> None:
+    api, memory = RefusingServicesApi(), DeploymentMemory()
+    outcome, ready = _first_pass(api, memory)
     assert ready["reason"] == c.Reason.SERVICE_IPS_EXHAUSTED
     assert "no free Service ClusterIP" in ready["message"]
     assert "service-cluster-ip-range" in ready["message"]
@@ -58,7 +67,7 @@ def test_a_full_service_range_shows_in_the_status_and_clears_when_room_is_free()
 
 
 def test_other_refusals_stay_errors() -> None:
-    api = FullRangeApi('{"message":"admission webhook denied"}', 500)
+    api = RefusingServicesApi('{"message":"admission webhook denied"}', 500)
     with pytest.raises(ApiError):
         Reconciler(api).reconcile(body(api), DeploymentMemory(), now=1.0, now_iso="2026-01-01T00:00:00Z")
     assert cluster_shortage(ApiError("PATCH", "/x", 500, FULL), "ConfigMap", "x") is None
@@ -78,14 +87,10 @@ OVER_QUOTA = json.dumps(
 
 
 def test_a_full_quota_is_a_shortage_with_the_servers_words_not_a_refusal_of_the_spec() -> None:
-    api, memory = FullRangeApi(OVER_QUOTA, 403), DeploymentMemory()
-    outcome = Reconciler(api).reconcile(body(api), memory, now=1.0, now_iso="2026-01-01T00:00:00Z")
-    assert api.status["phase"] == c.Phase.PENDING
-    ready = next(cond for cond in api.status["conditions"] if cond["type"] == "Ready")
+    _, ready = _first_pass(RefusingServicesApi(OVER_QUOTA, 403), DeploymentMemory())
     assert ready["reason"] == c.Reason.QUOTA_EXCEEDED
     assert "exceeded quota: team, requested: services=1" in ready["message"]
     assert "raise that quota" in ready["message"]
-    assert outcome.requeue_after is not None
 
 
 def test_a_403_that_is_no_quota_stays_a_refusal() -> None:
