@@ -5,14 +5,18 @@ Data flow: `images_for_node()` builds (or finds cached) the operator and worker 
 `install_chart_pods()` runs `helm upgrade --install` with the operator Deployment at 1 replica on
 the local operator image and waits for it -> `grokdeployment_manifest()` turns
 examples/tiny-cpu.yaml into the demo's object (the local worker image, the checkpoint folder as the
-hostPath) -> `service_target()` reads the GrokDeployment's Service's ClusterIP, which kube-proxy
-routes from this machine to the worker pod. demo.py prints each step and runs `grok generate`.
+hostPath) -> `service_target()` reads the GrokDeployment's Service's ClusterIP and waits until
+kube-proxy routes it from this machine to the worker pod (`wait_routed`: the pod's Ready reaches
+kube-proxy through the EndpointSlice a moment after it reaches the GrokDeployment's status).
+demo.py prints each step and runs `grok generate`.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -108,4 +112,24 @@ def service_target(
     name = endpoint.split(".")[0] if endpoint else deployment["metadata"]["name"]
     service = json.loads(handle.kubectl("get", "service", name, "-n", namespace, "-o", "json").stdout)
     port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == port_name)
-    return f"{service['spec']['clusterIP']}:{port}"
+    target = f"{service['spec']['clusterIP']}:{port}"
+    wait_routed(target)
+    return target
+
+
+def wait_routed(target: str, timeout_s: float = 60) -> None:
+    """Return once a TCP connection to `target` (a ClusterIP:port) is accepted. Until kube-proxy
+    has a ready endpoint for the Service its rules reject the connection (connection refused)."""
+    host, port = target.rsplit(":", 1)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+            return
+        except OSError as error:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{target} accepted no connection for {timeout_s:.0f} s after the GrokDeployment was Ready: "
+                    f"{error}; check kube-proxy's log and the Service's EndpointSlice"
+                ) from error
+            time.sleep(0.25)

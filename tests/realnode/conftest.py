@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from grok_devcluster import demo_pods
 from grok_devcluster.handle import ClusterHandle
 from grok_devcluster.images import BuiltImage
 
@@ -67,7 +68,6 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealClust
     from grok_devcluster.binaries import ALL_BINARIES, ensure_binaries
     from grok_devcluster.cluster import ClusterError, ClusterOptions, start_cluster
     from grok_devcluster.demo import write_model
-    from grok_devcluster.demo_pods import chart_values
     from grok_devcluster.hoststate import HostSnapshot
     from grok_devcluster.images import build_images
     from grok_devcluster.realnode import NODE_BINARIES
@@ -103,7 +103,7 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealClust
             "--namespace",
             OPERATOR_NAMESPACE,
             "--create-namespace",
-            *chart_values(images["grok-operator"]),
+            *demo_pods.chart_values(images["grok-operator"]),
             "--wait",
             "--timeout",
             "3m",
@@ -190,9 +190,9 @@ def pods(real: RealCluster, namespace: str, name: str) -> list[dict[str, Any]]:
 
 
 def service_target(real: RealCluster, namespace: str, name: str) -> str:
-    service = get_json(real, "service", name, "-n", namespace)
-    port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "grpc")
-    return f"{service['spec']['clusterIP']}:{port}"
+    """The client Service's ClusterIP:port, once kube-proxy routes it (as the demo reads it)."""
+    deployment = get_json(real, "grokdeployment", name, "-n", namespace)
+    return demo_pods.service_target(real.handle, namespace, deployment)
 
 
 def generate(target: str, prompt: str = "The quick brown fox") -> str:

@@ -9,6 +9,7 @@ tags follow their inputs, and the Debian packages and CoreDNS are pinned in vers
 from __future__ import annotations
 
 import json
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import yaml
 
 from grok_devcluster.components import SERVICE_CLUSTER_IP_RANGE, apiserver_argv
 from grok_devcluster.demo import DemoError, choose_mode
-from grok_devcluster.demo_pods import chart_values, grokdeployment_manifest
+from grok_devcluster.demo_pods import chart_values, grokdeployment_manifest, wait_routed
 from grok_devcluster.gomod import generated_main_dir, render_main_go, render_tools_go
 from grok_devcluster.images import IMAGES, BuiltImage, context_files, image_key
 from grok_devcluster.layout import Ports, RunLayout
@@ -227,3 +228,14 @@ def test_the_demo_falls_back_to_processes_and_says_why_when_no_real_node_can_run
         choose_mode("pods", None)
     assert choose_mode("auto", "/some/kubeconfig") == "host"
     assert choose_mode("host", None) == "host"
+
+
+def test_a_service_address_counts_as_routed_only_once_it_accepts_a_connection() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        open_target = f"127.0.0.1:{listener.getsockname()[1]}"
+        wait_routed(open_target, timeout_s=1)
+    # The port is closed now, as a ClusterIP without a ready endpoint answers: refused.
+    with pytest.raises(TimeoutError, match=r"accepted no connection .* kube-proxy's log"):
+        wait_routed(open_target, timeout_s=0.5)
