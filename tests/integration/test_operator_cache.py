@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 import pytest
-from test_operator_support import Kube, install_crd, small, start_operator, wait_for
+from test_operator_support import Kube, install_crd, one_host, start_operator, wait_for
 
 from bench.operator_fleet import request_counts
 
@@ -33,9 +33,8 @@ def test_passes_do_not_list_children(cluster: Any, namespace: str) -> None:
     kube = Kube(cluster, namespace)
     operator = start_operator(cluster, resync_seconds=0.5)
     try:
-        topology = {"hostsPerReplica": 1, "gpusPerHost": 1, "gpuMemory": "16Gi"}
         for i in range(FLEET):
-            kube.apply(small(f"c{i}", namespace, replicas=1, topology=topology))
+            kube.apply(one_host(f"c{i}", namespace))
         wait_for(
             f"all {FLEET} GrokDeployments to have a status",
             lambda: all(gd.get("status", {}).get("phase") for gd in kube.items("grokdeployments")),

@@ -14,17 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_operator_support import Kube, small, wait_for
+from test_operator_support import Kube, one_host, wait_for
 
 from grok_operator import constants as c
 
 pytestmark = pytest.mark.cluster
-
-
-def _one_host(name: str, namespace: str) -> dict[str, Any]:
-    return small(
-        name, namespace, replicas=1, topology={"hostsPerReplica": 1, "gpusPerHost": 1, "gpuMemory": "16Gi"}
-    )
 
 
 def _quota(kube: Kube, hard: dict[str, str]) -> None:
@@ -43,7 +37,7 @@ def _blocked(kube: Kube, hard: dict[str, str], name: str, reason: str) -> dict[s
     `reason`; that condition."""
     _quota(kube, hard)
     wait_for("the quota to be counted", lambda: (kube.get("resourcequota", "team") or {}).get("status"))
-    kube.apply(_one_host(name, kube.namespace))
+    kube.apply(one_host(name, kube.namespace))
     return kube.wait_reason(name, reason)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client as k8s
-from test_operator_support import install_crd, small, start_operator, wait_for
+from test_operator_support import install_crd, one_host, start_operator, wait_for
 
 from grok_operator import constants as c
 
@@ -26,12 +26,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 COUNT = 100
 LATENCY_SAMPLES = 15
-
-
-def _one_host(name: str, namespace: str) -> dict[str, Any]:
-    return small(
-        name, namespace, replicas=1, topology={"hostsPerReplica": 1, "gpusPerHost": 1, "gpuMemory": "16Gi"}
-    )
 
 
 def _pod_versions(core: k8s.CoreV1Api, namespace: str) -> dict[str, tuple[str, str]]:
@@ -53,7 +47,7 @@ def test_a_hundred_grokdeployments_become_ready_and_the_operator_then_idles(
 
     def create(name: str) -> None:
         custom.create_namespaced_custom_object(
-            c.GROUP, c.VERSION, namespace, c.PLURAL, _one_host(name, namespace)
+            c.GROUP, c.VERSION, namespace, c.PLURAL, one_host(name, namespace)
         )
 
     operator = start_operator(cluster, resync_seconds=5.0, workers=8)

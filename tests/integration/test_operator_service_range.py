@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_operator_support import Kube, install_crd, small, start_operator, wait_for
+from test_operator_support import Kube, install_crd, one_host, start_operator, wait_for
 
 from grok_operator import constants as c
 from grok_operator.shortages import RETRY_SECONDS
@@ -83,24 +83,14 @@ def _fill(kube: Kube) -> list[str]:
     pytest.fail(f"{len(names)} Services did not fill the {FULL_RANGE} range")
 
 
-def _one_host(name: str, namespace: str, **serving: Any) -> dict[str, Any]:
-    return small(
-        name,
-        namespace,
-        replicas=1,
-        topology={"hostsPerReplica": 1, "gpusPerHost": 1, "gpuMemory": "16Gi"},
-        **({"serving": serving} if serving else {}),
-    )
-
-
 def test_a_full_range_shows_in_the_status_and_both_named_fixes_work(small_range: Any) -> None:
     namespace = f"t-{uuid.uuid4().hex[:10]}"
     small_range.kubectl("create", "namespace", namespace)
     kube = Kube(small_range, namespace)
     assert len(_fill(kube)) == 13
 
-    kube.apply(_one_host("blocked", namespace))
-    kube.apply(_one_host("headless", namespace, clientService="Headless"))
+    kube.apply(one_host("blocked", namespace))
+    kube.apply(one_host("headless", namespace, serving={"clientService": "Headless"}))
     kube.wait_reason("blocked", c.Reason.SERVICE_IPS_EXHAUSTED)
     status = kube.gd("blocked")["status"]
     assert status["phase"] == c.Phase.PENDING

@@ -37,6 +37,13 @@ def small(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
     return manifest(name, namespace, **spec)
 
 
+def one_host(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
+    """`small` at one replica of one host with one GPU: the cheapest GrokDeployment there is."""
+    spec.setdefault("replicas", 1)
+    spec.setdefault("topology", {"hostsPerReplica": 1, "gpusPerHost": 1, "gpuMemory": "16Gi"})
+    return small(name, namespace, **spec)
+
+
 def manifest(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
     """A GrokDeployment of the real grok-1 preset (kwok nodes never load it) with overrides."""
     body: dict[str, Any] = {
